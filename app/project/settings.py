@@ -1,0 +1,132 @@
+"""Settings for the reference deployment, read from the environment (12-factor).
+
+Every knob is an environment variable, so the same image runs in dev, CI and production;
+`environments/<env>/.env.example` lists them all. Values are strings: booleans accept
+true/yes/on/1 and false/no/off/0, lists are comma-separated.
+"""
+import importlib.util
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_str(name, default=None):
+    value = os.environ.get(name)
+    if value is None:
+        if default is None:
+            raise ImproperlyConfigured(f"environment variable {name} is not set")
+        return default
+    return value
+
+
+def env_bool(name, default=False):
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean")
+
+
+def env_list(name, default=""):
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+def env_int(name, default):
+    value = env_str(name, str(default))
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not an integer") from None
+
+
+DEBUG = env_bool("ENV_DEBUG", False)
+
+SECRET_KEY = os.environ.get("ENV_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("ENV_SECRET_KEY must be set when ENV_DEBUG is off")
+    SECRET_KEY = "dev-only-insecure-key-never-use-in-production"
+
+ALLOWED_HOSTS = env_list("ENV_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("ENV_CSRF_TRUSTED_ORIGINS", "")
+
+# Test-only endpoints (/slow): never on in production.
+ENABLE_TEST_VIEWS = env_bool("ENV_TEST_VIEWS", False)
+
+INSTALLED_APPS = [
+    "django.contrib.staticfiles",
+]
+# runserver_plus comes from django-extensions, installed by the dev requirements only.
+if importlib.util.find_spec("django_extensions") is not None:
+    INSTALLED_APPS.append("django_extensions")
+
+MIDDLEWARE = [
+    # First, so that load balancer checks bypass ALLOWED_HOSTS and the HTTPS redirect.
+    "project.middleware.HealthCheckMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+WSGI_APPLICATION = "project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]
+
+# No database: the reference app is stateless. Add DATABASES from DATABASE_URL-style
+# variables when your app needs one.
+DATABASES = {}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+# Static files: collected into app/dist, served by nginx under /static/ in prod and by the
+# dev "cdn" process (python -m http.server) at its root; ENV_CDN points the URLs there.
+STATIC_URL = env_str("ENV_CDN", "/static/")
+STATIC_ROOT = BASE_DIR / "dist"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+# Behind nginx and an AWS load balancer that terminates TLS.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+USE_X_FORWARDED_HOST = False
+SECURE_COOKIES = env_bool("ENV_SECURE_COOKIES", not DEBUG)
+SESSION_COOKIE_SECURE = SECURE_COOKIES
+CSRF_COOKIE_SECURE = SECURE_COOKIES
+SECURE_SSL_REDIRECT = env_bool("ENV_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("ENV_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("ENV_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("ENV_HSTS_PRELOAD", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+LOG_LEVEL = env_str("ENV_LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "{levelname} {name}: {message}", "style": "{"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}},
+}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -1,0 +1,36 @@
+import os
+import time
+
+from django.conf import settings
+from django.http import Http404, HttpResponse
+from django.templatetags.static import static
+
+
+def health(request):
+    """Liveness for load balancers and container health checks: no database, no templates."""
+    return HttpResponse(f"ok pid={os.getpid()}\n", content_type="text/plain")
+
+
+def index(request):
+    css = static("css/app.css")
+    body = (
+        "<!doctype html><html><head><title>procrun reference app</title>"
+        f'<link rel="stylesheet" href="{css}"></head>'
+        "<body><h1>procrun reference app</h1></body></html>"
+    )
+    return HttpResponse(body)
+
+
+def slow(request):
+    """Sleep, then answer: lets tests keep a request in flight during shutdown.
+
+    Only reachable when ENV_TEST_VIEWS is on.
+    """
+    if not settings.ENABLE_TEST_VIEWS:
+        raise Http404()
+    try:
+        seconds = min(float(request.GET.get("seconds", "2")), 30.0)
+    except ValueError:
+        seconds = 2.0
+    time.sleep(seconds)
+    return HttpResponse(f"slept {seconds}\n", content_type="text/plain")
