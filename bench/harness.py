@@ -708,12 +708,11 @@ class Report:
         self.details = []          # (title, header, rows)
         self.notes = []
 
-    def add(self, metric, unit, res, key, floor='sh', better='lower', target=None, extra=''):
+    def add(self, metric, unit, res, key, floor='sh', target=None):
         p, h, f = (med(col(res.get(n, []), key)) for n in ('procrun', 'honcho', floor))
         self.summary.append({'metric': metric, 'unit': unit, 'procrun': p, 'honcho': h, 'floor': f,
                              'floor_name': floor, 'p_h': ratio(p, h), 'p_f': ratio(p, f),
-                             'target': target(p, h, f) if (target and p is not None) else None,
-                             'extra': extra})
+                             'target': target(p, h, f) if (target and p is not None) else None})
 
     def detail(self, title, res, cols):
         """cols: (header, key, how) with how in median|max|mode|min."""
@@ -740,7 +739,8 @@ class Report:
         self.details.append((title, ['who', 'ok'] + [c[0] for c in cols] + ['problems'], rows))
 
     def summary_rows(self):
-        head = ['metric', 'procrun', 'honcho', 'floor', 'procrun/honcho', 'procrun/floor', 'target', 'met']
+        head = ['metric', 'procrun', 'honcho', 'floor', 'procrun/honcho', 'procrun/floor', 'procrun - floor',
+                'target', 'met']
         rows = []
         for s in self.summary:
             u = s['unit']
@@ -749,7 +749,9 @@ class Report:
                          fmt(s['procrun'], u), fmt(s['honcho'], u),
                          '%s (%s)' % (fmt(s['floor'], u), s['floor_name']) if s['floor'] is not None else '-',
                          fratio(s['p_h']), fratio(s['p_f']),
-                         tgt[0] if tgt else s['extra'], ('yes' if tgt[1] else '**NO**') if tgt else ''])
+                         '%+.1f ms' % (s['procrun'] - s['floor'])
+                         if u == 'ms' and s['procrun'] is not None and s['floor'] is not None else '-',
+                         tgt[0] if tgt else '', ('yes' if tgt[1] else '**NO**') if tgt else ''])
         return head, rows
 
     def text(self):
@@ -773,7 +775,7 @@ class Report:
                '- medians of interleaved, repeated runs; floor = the same commands run by a plain '
                '`/bin/sh` script (`sh -c \'cmd1 & cmd2 & wait\'`; `sh | cat` for throughput)', '']
         head, rows = self.summary_rows()
-        out.append(table_md(head, rows))
+        out.append(table_md(head, rows, left={0, len(head) - 2, len(head) - 1}))
         for title, h, rows in self.details:
             out += ['', '**%s**' % title, '', table_md(h, rows)]
         if self.notes:
@@ -789,10 +791,11 @@ def table_text(head, rows):
     return '\n'.join(lines)
 
 
-def table_md(head, rows):
+def table_md(head, rows, left=None):
     esc = lambda c: str(c).replace('|', '\\|')
+    left = left if left is not None else {0, len(head) - 1}
     out = ['| ' + ' | '.join(map(esc, head)) + ' |',
-           '|' + '|'.join('---' if i == 0 or i == len(head) - 1 else '---:' for i in range(len(head))) + '|']
+           '|' + '|'.join('---' if i in left else '---:' for i in range(len(head))) + '|']
     out += ['| ' + ' | '.join(map(esc, r)) + ' |' for r in rows]
     return '\n'.join(out)
 
@@ -817,6 +820,21 @@ def t_rss(limit_kb):
 
 def t_stop(p, h, f):
     return ('<= floor + 20 ms', f is not None and p <= f + 20)
+
+
+def t_scale(sc, n):
+    """N processes all started, none failed, all gone after SIGTERM; and linear: the time per
+    process at the largest N at most 1.5x the time per process at N=100 (or the next smaller N)."""
+    def t(p, h, f):
+        rs = sc[n].get('procrun', [])
+        clean = bool(rs) and not any(r.get('error') for r in rs)
+        smaller = [m for m in sc if m < n]
+        ref = 100 if 100 in smaller else (max(smaller) if smaller else None)
+        per_n = med(col(rs, 'ms_per'))
+        per_ref = med(col(sc[ref].get('procrun', []), 'ms_per')) if ref else None
+        linear = per_n is not None and per_ref is not None and per_n <= 1.5 * per_ref
+        return ('all %d up and gone cleanly; ms/proc <= 1.5x N=%s' % (n, ref), clean and linear)
+    return t
 
 
 def build_report(b, results, info):
@@ -866,16 +884,19 @@ def build_report(b, results, info):
         rep.notes.append('the sh floor is signalled as a process group (sh forwards nothing); '
                          'procrun and honcho get SIGTERM on their pid only')
     if 'scale' in results:
-        for n, r in results['scale'].items():
+        sc = results['scale']
+        big = max(sc) if sc else None
+        for n, r in sc.items():
             rep.add('scale N=%d: all ready' % n, 'ms', r, 'ms',
-                    extra='500 start and stop cleanly' if n >= 500 else '')
-            rep.add('scale N=%d: VmRSS' % n, 'kB', r, 'rss_kb')
-            rep.add('scale N=%d: SIGTERM -> all gone' % n, 'ms', r, 'stop_ms')
+                    target=t_scale(sc, n) if n == big and n >= 100 else None)
             rep.detail('scale N=%d: `echo ready pK; exec sleep 300` x N' % n, r,
                        [('ready ms', 'ms', 'median', 'ms'), ('ms per process', 'ms_per', 'median', 'ms'),
                         ('VmRSS', 'rss_kb', 'median', 'kB'), ('PSS (own procs)', 'pss_kb', 'median', 'kB'),
                         ('own procs', 'procs', 'mode', ''), ('stop ms', 'stop_ms', 'median', 'ms'),
                         ('rc', 'rc', 'mode', ''), ('dup', 'dup', 'max', '')])
+        if big is not None:
+            rep.add('scale N=%d: VmRSS' % big, 'kB', sc[big], 'rss_kb')
+            rep.add('scale N=%d: SIGTERM -> all gone' % big, 'ms', sc[big], 'stop_ms')
     return rep
 
 
@@ -1031,13 +1052,17 @@ def main():
 
     rep = build_report(b, results, info)
     rep.notes.append('wall time %.0f s; load average at the end %.2f' % (time.time() - t0, os.getloadavg()[0]))
-    print(rep.text())
-    for n in rep.notes:
-        print('- ' + n)
     if args.out:
         with open(args.out, 'w') as f:
             f.write(rep.markdown())
         log('markdown written to %s' % args.out)
+    try:
+        print(rep.text())
+        for n in rep.notes:
+            print('- ' + n)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass
 
     errors = []
     for m, r in results.items():
