@@ -1,9 +1,12 @@
+import logging
 import os
 import time
 
 from django.conf import settings
 from django.http import Http404, HttpResponse
 from django.templatetags.static import static
+
+logger = logging.getLogger(__name__)
 
 
 def health(request):
@@ -32,5 +35,6 @@ def slow(request):
         seconds = min(float(request.GET.get("seconds", "2")), 30.0)
     except ValueError:
         seconds = 2.0
+    logger.info("slow request: sleeping %.1f s", seconds)
     time.sleep(seconds)
     return HttpResponse(f"slept {seconds}\n", content_type="text/plain")
