@@ -117,6 +117,9 @@ SECURE_HSTS_SECONDS = env_int("ENV_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("ENV_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("ENV_HSTS_PRELOAD", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# HSTS for subdomains and the preload list depend on the whole domain, not on this app:
+# `check --deploy` does not insist on them unless you clear this list.
+SILENCED_SYSTEM_CHECKS = env_list("ENV_SILENCED_SYSTEM_CHECKS", "security.W005,security.W021")
 X_FRAME_OPTIONS = "DENY"
 
 LOG_LEVEL = env_str("ENV_LOG_LEVEL", "INFO").upper()
