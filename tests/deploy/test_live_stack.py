@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from conftest import (
-    Supervised, child_env, copy_app_tree, free_port, http_get, kill_all, make_workdir,
+    ROOT, Supervised, child_env, copy_app_tree, free_port, http_get, kill_all, make_workdir,
     need_procrun, new_token, port_accepts, processes_of, run, tool, wait_until, write_dotenv,
 )
 from test_offline import nginx_command, render_nginx
@@ -184,6 +184,6 @@ def test_procrun_check_accepts_both_procfiles():
     procrun = need_procrun()
     for env_name, names in (("dev", "web, cdn"), ("prod", "web")):
         result = run([procrun, "check", "--procfile", f"environments/{env_name}/Procfile"],
-                     cwd=os.fspath(__import__("conftest").ROOT), timeout=20)
+                     cwd=ROOT, timeout=20)
         assert result.returncode == 0, result.stderr
         assert f"Valid procfile detected ({names})" in result.stderr
