@@ -110,6 +110,10 @@ def test_prod_stack_gunicorn_behind_nginx(workdir):
         wait_until(lambda: re.search(r'^\d+\.\d+"/"200"', healthd[0].read_text(), re.M),
                    10, "a healthd line for /")
 
+        # The images' HEALTHCHECK: procrun probe, healthy then unhealthy (asserted at the end).
+        probe_up = run([procrun, "probe", f"http://127.0.0.1:{web_port}/health"], cwd=root, env=env, timeout=30)
+        probe_down = run([procrun, "probe", f"http://127.0.0.1:{free_port()}/health"], cwd=root, env=env, timeout=30)
+
         # A request in flight when the container is stopped must complete.
         slow = InFlight(f"{base}/slow?seconds=3")
         slow.start()
@@ -127,6 +131,8 @@ def test_prod_stack_gunicorn_behind_nginx(workdir):
         left = [p for p in processes_of(token) if p[0] != nginx.proc.pid]
         left = [p for p in left if "nginx" not in p[1]]
         assert left == [], f"processes left behind: {left}"
+        assert probe_up.returncode == 0, f"probe of a healthy /health: {probe_up}"
+        assert probe_down.returncode == 1, f"probe of a closed port: {probe_down}"
     finally:
         print("---- procrun output\n" + stack.output() + "\n---- nginx output\n" + nginx.output())
         stack.stop()
