@@ -1,0 +1,31 @@
+//! procrun: runs the processes of a Procfile, honcho-compatible, and works as a container init.
+//!
+//! Start at `main.rs` → `app::main`. Configuration: `cli` (arguments) → `config` (files, using
+//! the pure parsers `procfile` and `envfile`). Supervision: `supervisor` (the `start` event
+//! loop) and `runcmd` (`run`), built on `signals` (signalfd), `reaper` (the only `waitpid`),
+//! `spawn` (the only `pre_exec`) and `output` (the only stdout writer). Health: `probe`,
+//! `status`. See ARCHITECTURE.md.
+
+#[cfg(not(unix))]
+compile_error!("procrun supports Unix (Linux) only");
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod envfile;
+pub mod error;
+pub mod output;
+pub mod probe;
+pub mod procfile;
+pub mod reaper;
+pub mod runcmd;
+pub mod signals;
+pub mod spawn;
+pub mod status;
+pub mod supervisor;
+
+/// Writes `procrun: MESSAGE` to stderr, ignoring errors (stderr may be closed).
+pub fn warn(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "procrun: {message}");
+}

@@ -1,0 +1,5 @@
+//! Output: line splitting, the printer (sole owner of stdout) and timestamps.
+
+pub mod lines;
+pub mod printer;
+pub mod time;

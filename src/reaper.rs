@@ -1,0 +1,106 @@
+//! The reaper: the only code in procrun that calls `waitpid`. It also sets up
+//! subreaping and finds leftover descendants for the final sweep.
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use std::collections::HashMap;
+
+/// Result of one reaping pass.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Children {
+    /// Some children may still be running.
+    Some,
+    /// `ECHILD`: procrun has no children left.
+    None,
+}
+
+/// Reaps every exited child (`waitpid(-1, WNOHANG)` until nothing is left) and hands each
+/// status to `on_exit`, whoever the child was: managed processes and adopted orphans alike.
+pub fn reap(mut on_exit: impl FnMut(Pid, WaitStatus)) -> Children {
+    loop {
+        match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => return Children::Some,
+            Ok(status) => {
+                if let Some(pid) = status.pid() {
+                    on_exit(pid, status);
+                }
+            }
+            Err(Errno::EINTR) => {}
+            Err(Errno::ECHILD) => return Children::None,
+            Err(_) => return Children::Some,
+        }
+    }
+}
+
+/// True when procrun is the init of its PID namespace.
+pub fn is_pid1() -> bool {
+    std::process::id() == 1
+}
+
+/// Makes procrun the reaper of orphaned descendants when it is not PID 1.
+pub fn become_subreaper() {
+    if is_pid1() {
+        return;
+    }
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        crate::warn(&format!(
+            "cannot register as child subreaper ({e}); orphaned grandchildren will not be reaped by procrun"
+        ));
+    }
+}
+
+/// Every live descendant of procrun as `(pid, pgid)`, from `/proc`.
+pub fn descendants() -> Vec<(Pid, Pid)> {
+    let me = std::process::id() as i32;
+    let mut children: HashMap<i32, Vec<(i32, i32, char)>> = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command name, which is in parentheses and may contain anything.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid: i32 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let pgid: i32 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        children.entry(ppid).or_default().push((pid, pgid, state));
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![me];
+    while let Some(p) = stack.pop() {
+        for &(c, pgid, state) in children.get(&p).map(|v| v.as_slice()).unwrap_or(&[]) {
+            if c == me {
+                continue;
+            }
+            stack.push(c);
+            if state != 'Z' && state != 'X' {
+                out.push((Pid::from_raw(c), Pid::from_raw(pgid)));
+            }
+        }
+    }
+    out
+}
+
+/// Sends `sig` to a process group, ignoring "no such process".
+pub fn signal_group(pgid: Pid, sig: Signal) {
+    let _ = nix::sys::signal::killpg(pgid, sig);
+}
+
+/// Sends `sig` to one process, ignoring "no such process".
+pub fn signal_pid(pid: Pid, sig: Signal) {
+    let _ = kill(pid, sig);
+}

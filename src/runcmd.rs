@@ -1,0 +1,139 @@
+//! `procrun run [--] COMMAND...`: one command as a complete container init (like tini).
+//!
+//! The env files are applied to the command's environment (not procrun's). The command runs in
+//! its own process group, which takes the terminal's foreground when stdin is a terminal.
+//! Signals to procrun are forwarded to that group; zombies are reaped; when the command exits,
+//! leftover descendants get SIGTERM, then SIGKILL after `--timeout`, and procrun exits with the
+//! command's code (128+N for a death by signal N).
+
+use crate::reaper::{self, Children};
+use nix::sys::signal::{SigSet, Signal};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Quotes one word for `/bin/sh`.
+pub fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./-_".contains(&b))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\"'\"'"))
+    }
+}
+
+/// Runs the command; returns procrun's exit code.
+pub fn run(argv: &[String], overlay: &[(String, String)], mask: &SigSet, timeout: Duration) -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            crate::warn(&format!("cannot start the event loop: {e}"));
+            return crate::error::EXIT_BAD_INPUT;
+        }
+    };
+    rt.block_on(run_async(argv, overlay, mask, timeout))
+}
+
+async fn run_async(
+    argv: &[String],
+    overlay: &[(String, String)],
+    mask: &SigSet,
+    timeout: Duration,
+) -> i32 {
+    let mut signals = match crate::signals::Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            crate::warn(&format!("cannot read signals: {e}"));
+            return crate::error::EXIT_BAD_INPUT;
+        }
+    };
+    reaper::become_subreaper();
+    // honcho joins the shell-quoted words and runs them with `sh -c`.
+    let command = argv
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let child = match crate::spawn::spawn(
+        &crate::spawn::shell(&command),
+        overlay,
+        mask,
+        crate::spawn::Stdio3::Inherit,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::warn(&format!("cannot start `{command}`: {e}"));
+            return crate::error::EXIT_BAD_INPUT;
+        }
+    };
+    let mut code: Option<i32> = None;
+    let mut deadline: Option<Instant> = None;
+    let mut killed = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        let mut no_children = false;
+        if reaper::reap(|pid, status| {
+            if pid == child.pid {
+                code = crate::error::status_code(&status);
+            }
+        }) == Children::None
+        {
+            no_children = true;
+        }
+        if code.is_some() {
+            let left = reaper::descendants();
+            if no_children && left.is_empty() {
+                break;
+            }
+            match deadline {
+                None => {
+                    for (pid, _) in &left {
+                        reaper::signal_pid(*pid, Signal::SIGTERM);
+                    }
+                    deadline = Some(Instant::now() + timeout);
+                }
+                Some(d) if Instant::now() >= d && !killed => {
+                    for (pid, _) in &left {
+                        reaper::signal_pid(*pid, Signal::SIGKILL);
+                    }
+                    killed = true;
+                }
+                _ => {}
+            }
+        }
+        tokio::select! {
+            signo = signals.recv() => {
+                if let Ok(sig) = Signal::try_from(signo) {
+                    if sig != Signal::SIGCHLD && code.is_none() {
+                        reaper::signal_group(child.pid, sig);
+                    }
+                }
+            }
+            _ = tick.tick(), if code.is_some() => {}
+        }
+    }
+    code.unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quoting() {
+        let cases = [
+            ("abc", "abc"),
+            ("a b", "'a b'"),
+            ("", "''"),
+            ("it's", "'it'\"'\"'s'"),
+            ("$HOME", "'$HOME'"),
+            ("a|b", "'a|b'"),
+        ];
+        for (w, want) in cases {
+            assert_eq!(super::shell_quote(w), want);
+        }
+    }
+}

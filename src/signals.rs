@@ -1,0 +1,102 @@
+//! Signals become events at the edge.
+//!
+//! `block_all` runs as the first statement of `main`: from then on no asynchronous signal is
+//! lost (as PID 1 the kernel would discard a signal with no handler) but queued, and the event
+//! loop reads them from a signalfd. Children get the mask procrun inherited back (see `spawn`).
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use tokio::io::unix::AsyncFd;
+
+/// Synchronous fault signals stay unblocked (blocking them hides crashes); SIGPIPE stays
+/// ignored (Rust's default) so writes to a closed pipe return EPIPE.
+const NOT_BLOCKED: [Signal; 8] = [
+    Signal::SIGSEGV,
+    Signal::SIGBUS,
+    Signal::SIGILL,
+    Signal::SIGFPE,
+    Signal::SIGABRT,
+    Signal::SIGTRAP,
+    Signal::SIGSYS,
+    Signal::SIGPIPE,
+];
+
+/// The set procrun blocks and reads from its signalfd.
+pub fn handled_set() -> SigSet {
+    let mut set = SigSet::all();
+    for s in NOT_BLOCKED {
+        set.remove(s);
+    }
+    set
+}
+
+/// Blocks every asynchronous signal in the calling (main) thread; returns the mask procrun
+/// inherited, to be restored in children.
+pub fn block_all() -> SigSet {
+    let mut old = SigSet::empty();
+    // Cannot fail with valid arguments; if it did, signals would simply stay unblocked.
+    let _ = nix::sys::signal::pthread_sigmask(
+        SigmaskHow::SIG_BLOCK,
+        Some(&handled_set()),
+        Some(&mut old),
+    );
+    old
+}
+
+/// Restores a signal mask (used by `run` after exec'ing nothing else... and in tests).
+pub fn set_mask(mask: &SigSet) {
+    let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None);
+}
+
+/// The async stream of signals received by procrun.
+pub struct Signals {
+    fd: AsyncFd<SignalFd>,
+}
+
+impl Signals {
+    /// Opens the signalfd; signals that arrived since `block_all` are pending and come first.
+    pub fn new() -> std::io::Result<Signals> {
+        let sfd = SignalFd::with_flags(
+            &handled_set(),
+            SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+        )?;
+        // SAFETY: the SignalFd owns its descriptor, which stays open and unchanged until the
+        // AsyncFd (and with it the SignalFd) is dropped.
+        let fd = unsafe { AsyncFd::register(sfd) }.map_err(std::io::Error::from)?;
+        Ok(Signals { fd })
+    }
+
+    /// The next signal (its number; real-time signals included).
+    pub async fn recv(&mut self) -> i32 {
+        loop {
+            let Ok(mut guard) = self.fd.readable_mut().await else {
+                std::future::pending::<()>().await;
+                continue;
+            };
+            // `read_signal` reports EAGAIN as `None`; turn it back into WouldBlock so that
+            // tokio clears the readiness instead of waking us again at once.
+            let read = guard.try_io(|fd| match fd.get_mut().read_signal() {
+                Ok(Some(info)) => Ok(info.ssi_signo as i32),
+                Ok(None) => Err(std::io::ErrorKind::WouldBlock.into()),
+                Err(e) => Err(std::io::Error::from(e)),
+            });
+            if let Ok(Ok(signo)) = read {
+                return signo;
+            }
+        }
+    }
+}
+
+/// `SIGTERM` → "SIGTERM".
+pub fn name(signo: i32) -> String {
+    Signal::try_from(signo)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {signo}"))
+}
+
+/// Registers an owned pipe end with the event loop.
+pub fn register_pipe(fd: std::os::fd::OwnedFd) -> std::io::Result<AsyncFd<std::os::fd::OwnedFd>> {
+    // SAFETY: `OwnedFd` owns its descriptor; it stays open and refers to the same pipe until
+    // the AsyncFd that now owns the OwnedFd is dropped.
+    unsafe { AsyncFd::register(fd) }.map_err(std::io::Error::from)
+}

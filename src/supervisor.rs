@@ -1,0 +1,521 @@
+//! `procrun start`: the event loop.
+//!
+//! Theory of operation. One task on a current-thread runtime owns all state and `select!`s
+//! over four sources: the signalfd (SIGCHLD → reap; INT/TERM/HUP/QUIT → shutdown; USR1, USR2,
+//! WINCH, CONT → forwarded), end-of-output events from the pipe readers, the status endpoint's
+//! nothing (it only reads snapshots), and the next deadline. Pipe readers are tasks that turn
+//! bytes into whole lines and hand them to the printer as they arrive.
+//!
+//! A process *stops* when its shell is reaped and its pipe has reached EOF, or `DRAIN` after the
+//! reap if a background job still holds the pipe. The first process to stop ends the run:
+//! SIGTERM to every other group, SIGKILL to those still alive after `--timeout`. When every
+//! managed process has stopped, leftover descendants (background jobs, daemons that escaped
+//! their group) get SIGTERM, then SIGKILL after the rest of the grace; procrun exits once it has
+//! no children and the pipes are drained.
+
+use crate::config::Instance;
+use crate::output::lines::LineSplitter;
+use crate::output::printer::Printer;
+use crate::reaper::{self, Children};
+use crate::spawn;
+use crate::status::{ProcStatus, StatusBoard};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// How long after its shell exits a process's pipe may stay open before it counts as stopped.
+const DRAIN: Duration = Duration::from_millis(200);
+/// Minimum grace for leftover descendants in the final sweep.
+const SWEEP_GRACE: Duration = Duration::from_millis(500);
+/// How long to wait for output pipes to close after everything is gone.
+const FINAL_DRAIN: Duration = Duration::from_millis(500);
+/// A partial line is printed after this long without more output.
+const QUIET: Duration = Duration::from_millis(1000);
+/// Longest line printed in one piece.
+const LINE_LIMIT: usize = 64 * 1024;
+
+/// What `start` needs to run.
+pub struct Plan {
+    pub instances: Vec<Instance>,
+    pub overlays: Vec<Vec<(String, String)>>,
+    pub quiet: HashSet<String>,
+    pub timeout: Duration,
+    pub mask: SigSet,
+    pub board: Option<Rc<StatusBoard>>,
+}
+
+#[derive(Debug)]
+struct Proc {
+    name: String,
+    pid: Pid,
+    /// Set when the shell was reaped.
+    status: Option<WaitStatus>,
+    reaped_at: Option<Instant>,
+    eof: bool,
+    stopped: bool,
+    term_sent: bool,
+    kill_sent: bool,
+}
+
+enum Phase {
+    Running,
+    /// Stopping the managed processes; SIGKILL at the deadline.
+    Stopping {
+        deadline: Instant,
+    },
+    /// Managed processes are gone; leftovers get until the deadline.
+    Sweeping {
+        deadline: Instant,
+        killed: bool,
+    },
+}
+
+struct Supervisor {
+    procs: Vec<Proc>,
+    printer: Rc<Printer>,
+    phase: Phase,
+    timeout: Duration,
+    exit_code: Option<i32>,
+    signal_code: Option<i32>,
+    shutdown_signals: u32,
+    signalled_groups: HashSet<i32>,
+    no_children: bool,
+    board: Option<Rc<StatusBoard>>,
+}
+
+enum Event {
+    Eof(usize),
+}
+
+/// Runs the plan; returns procrun's exit code.
+pub fn run(plan: Plan, printer: Rc<Printer>) -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            crate::warn(&format!("cannot start the event loop: {e}"));
+            return crate::error::EXIT_BAD_INPUT;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    let code = local.block_on(&rt, run_async(plan, Rc::clone(&printer)));
+    let left = printer.finish(std::time::Instant::now() + Duration::from_secs(2));
+    if left > 0 {
+        crate::warn(&format!(
+            "stdout is blocked: {left} bytes of output were not written"
+        ));
+    }
+    code
+}
+
+async fn run_async(plan: Plan, printer: Rc<Printer>) -> i32 {
+    let mut signals = match crate::signals::Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            crate::warn(&format!("cannot read signals: {e}"));
+            return crate::error::EXIT_BAD_INPUT;
+        }
+    };
+    reaper::become_subreaper();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let read_buf = Rc::new(RefCell::new(vec![0u8; 64 * 1024]));
+    let mut sup = Supervisor {
+        procs: Vec::new(),
+        printer: Rc::clone(&printer),
+        phase: Phase::Running,
+        timeout: plan.timeout,
+        exit_code: None,
+        signal_code: None,
+        shutdown_signals: 0,
+        signalled_groups: HashSet::new(),
+        no_children: false,
+        board: plan.board.clone(),
+    };
+    for (inst, overlay) in plan.instances.iter().zip(&plan.overlays) {
+        match spawn::spawn(
+            &spawn::shell(&inst.command),
+            overlay,
+            &plan.mask,
+            spawn::Stdio3::Piped,
+        ) {
+            Ok(child) => {
+                let quiet = plan.quiet.contains(&inst.type_name);
+                let index = printer.add_source(&inst.name, child.pid.as_raw() as u32, quiet);
+                printer.system(&format!("{} started (pid={})", inst.name, child.pid));
+                sup.procs.push(Proc {
+                    name: inst.name.clone(),
+                    pid: child.pid,
+                    status: None,
+                    reaped_at: None,
+                    eof: false,
+                    stopped: false,
+                    term_sent: false,
+                    kill_sent: false,
+                });
+                if let Some(fd) = child.output {
+                    let reader = read_output(
+                        index,
+                        fd,
+                        Rc::clone(&printer),
+                        tx.clone(),
+                        Rc::clone(&read_buf),
+                    );
+                    tokio::task::spawn_local(reader);
+                }
+            }
+            Err(e) => {
+                crate::warn(&format!("cannot start {}: {e}", inst.name));
+                sup.exit_code.get_or_insert(crate::error::EXIT_BAD_INPUT);
+                sup.begin_shutdown();
+                break;
+            }
+        }
+    }
+    sup.publish();
+    if sup.procs.is_empty() {
+        return sup.exit_code.unwrap_or(0);
+    }
+    // A child may have exited before the loop started: reap once before waiting.
+    sup.on_sigchld();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        sup.advance();
+        if sup.finished() {
+            break;
+        }
+        let deadline = sup.next_deadline();
+        tokio::select! {
+            biased;
+            signo = signals.recv() => sup.on_signal(signo),
+            Some(Event::Eof(i)) = rx.recv() => sup.on_eof(i),
+            _ = sleep_until_opt(deadline) => {}
+            // Leftovers that are not our children are polled in the sweep.
+            _ = tick.tick(), if matches!(sup.phase, Phase::Sweeping { .. }) => {}
+        }
+    }
+    // Let the readers drain what is left in the pipes (everything is gone, so EOF is near).
+    let drain_until = Instant::now() + FINAL_DRAIN;
+    while sup.procs.iter().any(|p| !p.eof) {
+        tokio::select! {
+            Some(Event::Eof(i)) = rx.recv() => sup.procs[i].eof = true,
+            _ = tokio::time::sleep_until(drain_until) => break,
+        }
+    }
+    sup.final_code()
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Supervisor {
+    fn on_signal(&mut self, signo: i32) {
+        let Ok(sig) = Signal::try_from(signo) else {
+            return;
+        };
+        match sig {
+            Signal::SIGCHLD => self.on_sigchld(),
+            Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP | Signal::SIGQUIT => {
+                self.printer.system(&format!("{} received", sig.as_str()));
+                self.signal_code = Some(128 + signo);
+                self.shutdown_signals += 1;
+                if self.shutdown_signals == 1 {
+                    self.begin_shutdown();
+                } else {
+                    self.kill_all();
+                }
+            }
+            Signal::SIGUSR1 | Signal::SIGUSR2 | Signal::SIGWINCH | Signal::SIGCONT => {
+                for p in self.procs.iter().filter(|p| p.status.is_none()) {
+                    reaper::signal_group(p.pid, sig);
+                }
+            }
+            Signal::SIGTSTP => {
+                for p in self.procs.iter().filter(|p| p.status.is_none()) {
+                    reaper::signal_group(p.pid, Signal::SIGTSTP);
+                }
+                if !reaper::is_pid1() {
+                    reaper::signal_pid(Pid::this(), Signal::SIGSTOP);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_sigchld(&mut self) {
+        let now = Instant::now();
+        let procs = &mut self.procs;
+        let result = reaper::reap(|pid, status| {
+            if let Some(p) = procs
+                .iter_mut()
+                .find(|p| p.pid == pid && p.status.is_none())
+            {
+                p.status = Some(status);
+                p.reaped_at = Some(now);
+            }
+        });
+        self.no_children = result == Children::None;
+    }
+
+    fn on_eof(&mut self, i: usize) {
+        if let Some(p) = self.procs.get_mut(i) {
+            p.eof = true;
+        }
+    }
+
+    /// Applies every state change that is due now.
+    fn advance(&mut self) {
+        let now = Instant::now();
+        let mut changed = false;
+        for i in 0..self.procs.len() {
+            let p = &self.procs[i];
+            let due = match p.reaped_at {
+                Some(at) => p.eof || now >= at + DRAIN,
+                None => false,
+            };
+            if !p.stopped && due {
+                self.stop(i);
+                changed = true;
+            }
+        }
+        if changed {
+            self.publish();
+        }
+        match self.phase {
+            Phase::Stopping { deadline } if now >= deadline => self.kill_all(),
+            Phase::Sweeping {
+                deadline,
+                killed: false,
+            } if now >= deadline => {
+                for (pid, _) in reaper::descendants() {
+                    reaper::signal_pid(pid, Signal::SIGKILL);
+                }
+                self.phase = Phase::Sweeping {
+                    deadline,
+                    killed: true,
+                };
+            }
+            _ => {}
+        }
+        if !matches!(self.phase, Phase::Sweeping { .. }) && self.procs.iter().all(|p| p.stopped) {
+            self.begin_sweep();
+        }
+    }
+
+    fn stop(&mut self, i: usize) {
+        let p = &mut self.procs[i];
+        p.stopped = true;
+        let status = p.status.unwrap_or(WaitStatus::StillAlive);
+        let rc = match status {
+            WaitStatus::Exited(_, code) => code,
+            WaitStatus::Signaled(_, sig, _) => -(sig as i32),
+            _ => 0,
+        };
+        let line = format!("{} stopped (rc={rc})", p.name);
+        self.printer.system(&line);
+        if self.exit_code.is_none() {
+            self.exit_code = crate::error::status_code(&status);
+        }
+        if matches!(self.phase, Phase::Running) {
+            self.begin_shutdown();
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        if !matches!(self.phase, Phase::Running) {
+            return;
+        }
+        self.phase = Phase::Stopping {
+            deadline: Instant::now() + self.timeout,
+        };
+        for p in self
+            .procs
+            .iter_mut()
+            .filter(|p| p.status.is_none() && !p.term_sent)
+        {
+            self.printer
+                .system(&format!("sending SIGTERM to {} (pid {})", p.name, p.pid));
+            reaper::signal_group(p.pid, Signal::SIGTERM);
+            self.signalled_groups.insert(p.pid.as_raw());
+            p.term_sent = true;
+        }
+    }
+
+    /// SIGKILL to every managed group still running, once each.
+    fn kill_all(&mut self) {
+        if matches!(self.phase, Phase::Running) {
+            self.begin_shutdown();
+        }
+        for p in self
+            .procs
+            .iter_mut()
+            .filter(|p| p.status.is_none() && !p.kill_sent)
+        {
+            self.printer
+                .system(&format!("sending SIGKILL to {} (pid {})", p.name, p.pid));
+            reaper::signal_group(p.pid, Signal::SIGKILL);
+            p.kill_sent = true;
+        }
+        if let Phase::Stopping { .. } = self.phase {
+            self.phase = Phase::Stopping {
+                deadline: Instant::now() + Duration::from_secs(3600),
+            };
+        }
+        if let Phase::Sweeping {
+            deadline,
+            killed: false,
+        } = self.phase
+        {
+            let _ = deadline;
+            self.phase = Phase::Sweeping {
+                deadline: Instant::now(),
+                killed: false,
+            };
+        }
+    }
+
+    /// Every managed process has stopped: terminate whatever descendants are left.
+    fn begin_sweep(&mut self) {
+        let grace_end = match self.phase {
+            Phase::Stopping { deadline } => deadline,
+            _ => Instant::now() + self.timeout,
+        };
+        let escalated = self.shutdown_signals > 1;
+        let deadline = if escalated {
+            Instant::now()
+        } else {
+            grace_end.max(Instant::now() + SWEEP_GRACE)
+        };
+        let left = reaper::descendants();
+        let mut termed = 0;
+        for (pid, pgid) in &left {
+            // Members of groups that already got SIGTERM are not signalled twice.
+            if !self.signalled_groups.contains(&pgid.as_raw()) {
+                reaper::signal_pid(*pid, Signal::SIGTERM);
+                termed += 1;
+            }
+        }
+        if termed > 0 {
+            self.printer
+                .system(&format!("sending SIGTERM to {termed} leftover process(es)"));
+        }
+        self.phase = Phase::Sweeping {
+            deadline,
+            killed: false,
+        };
+    }
+
+    fn finished(&mut self) -> bool {
+        if !matches!(self.phase, Phase::Sweeping { .. }) {
+            return false;
+        }
+        if self.no_children && reaper::descendants().is_empty() {
+            return true;
+        }
+        // Reap whatever exited (a coalesced SIGCHLD may still be pending).
+        self.on_sigchld();
+        self.no_children && reaper::descendants().is_empty()
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let drains = self
+            .procs
+            .iter()
+            .filter(|p| !p.stopped)
+            .filter_map(|p| p.reaped_at.map(|at| at + DRAIN));
+        let phase = match self.phase {
+            Phase::Running => None,
+            Phase::Stopping { deadline } => Some(deadline),
+            Phase::Sweeping {
+                deadline,
+                killed: false,
+            } => Some(deadline),
+            Phase::Sweeping { killed: true, .. } => None,
+        };
+        drains.chain(phase).min()
+    }
+
+    fn final_code(&self) -> i32 {
+        self.signal_code.or(self.exit_code).unwrap_or(0)
+    }
+
+    fn publish(&self) {
+        let Some(board) = &self.board else { return };
+        let list = self
+            .procs
+            .iter()
+            .map(|p| ProcStatus {
+                name: p.name.clone(),
+                pid: p.pid.as_raw(),
+                running: p.status.is_none(),
+                exit_code: p.status.as_ref().and_then(crate::error::status_code),
+            })
+            .collect();
+        board.update(list);
+    }
+}
+
+/// Reads one process's pipe and prints its lines until EOF.
+async fn read_output(
+    index: usize,
+    fd: OwnedFd,
+    printer: Rc<Printer>,
+    tx: mpsc::UnboundedSender<Event>,
+    buf: Rc<RefCell<Vec<u8>>>,
+) {
+    let mut splitter = LineSplitter::new(LINE_LIMIT);
+    let Ok(afd) = crate::signals::register_pipe(fd) else {
+        let _ = tx.send(Event::Eof(index));
+        return;
+    };
+    loop {
+        printer.wait_room().await;
+        let ready = if splitter.has_partial() {
+            tokio::select! {
+                r = afd.readable() => Some(r),
+                _ = tokio::time::sleep(QUIET) => None,
+            }
+        } else {
+            Some(afd.readable().await)
+        };
+        let Some(ready) = ready else {
+            printer.stamp_now();
+            splitter.flush(|l| printer.line(index, l));
+            printer.commit();
+            continue;
+        };
+        let Ok(mut guard) = ready else { break };
+        let mut buf = buf.borrow_mut();
+        let result = guard.try_io(|inner| {
+            nix::unistd::read(inner.get_ref(), &mut buf).map_err(std::io::Error::from)
+        });
+        match result {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => {
+                printer.stamp_now();
+                splitter.feed(&buf[..n], |l| printer.line(index, l));
+                printer.commit();
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Ok(Err(_)) => break,
+            Err(_would_block) => {}
+        }
+    }
+    printer.stamp_now();
+    splitter.flush(|l| printer.line(index, l));
+    printer.commit();
+    let _ = tx.send(Event::Eof(index));
+}
