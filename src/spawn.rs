@@ -1,4 +1,4 @@
-//! Starting children: `/bin/sh -c COMMAND` in its own process group, stdin `/dev/null`,
+//! Starting children: `/bin/sh -c COMMAND` in its own session and process group, stdin `/dev/null`,
 //! stdout and stderr on one pipe, the inherited signal mask restored. All `pre_exec` code
 //! (the only `unsafe` of spawning) lives here.
 //!
@@ -38,6 +38,7 @@ pub fn spawn(
     cmd.args(&argv[1..])
         .envs(overlay.iter().map(|(k, v)| (k, v)));
     let mut output = None;
+    let keep_session = matches!(stdio, Stdio3::Inherit);
     let foreground = match stdio {
         Stdio3::Piped => {
             let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
@@ -52,13 +53,20 @@ pub fn spawn(
     };
     let mask = *mask;
     // SAFETY: runs in the forked child before exec, where only async-signal-safe calls are
-    // allowed: setpgid, tcsetpgrp and sigprocmask are, and nothing here allocates or locks.
+    // allowed: setsid, setpgid, tcsetpgrp and sigprocmask are, and nothing here allocates or locks.
     // SIGTTOU is still blocked at the tcsetpgrp call (procrun blocks it), so a background
     // group may take the terminal; the mask procrun inherited is restored last, because
     // std's Command would otherwise pass procrun's fully blocked mask to the child.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::setpgid(0, 0) != 0 {
+            // Procfile processes lead their own session, as with honcho (`setsid`); `run`'s
+            // command keeps procrun's session so that it can own the terminal.
+            let ok = if foreground || keep_session {
+                libc::setpgid(0, 0) == 0
+            } else {
+                libc::setsid() != -1
+            };
+            if !ok {
                 return Err(std::io::Error::last_os_error());
             }
             if foreground {

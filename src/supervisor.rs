@@ -244,8 +244,10 @@ impl Supervisor {
                 }
             }
             Signal::SIGTSTP => {
+                // Children lead their own sessions, so their groups are orphaned and would
+                // discard SIGTSTP: stop them with SIGSTOP instead (dumb-init does the same).
                 for p in self.procs.iter().filter(|p| p.status.is_none()) {
-                    reaper::signal_group(p.pid, Signal::SIGTSTP);
+                    reaper::signal_group(p.pid, Signal::SIGSTOP);
                 }
                 if !reaper::is_pid1() {
                     reaper::signal_pid(Pid::this(), Signal::SIGSTOP);
