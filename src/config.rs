@@ -36,11 +36,11 @@ fn join(root: &Path, name: &str) -> PathBuf {
     }
 }
 
+/// Each env file with whether it was found, and the merged variables.
+pub type EnvFiles = (Vec<(PathBuf, bool)>, Vec<(String, String)>);
+
 /// Reads env files, left to right; a missing file or a directory is skipped.
-pub fn read_env_files(
-    root: &Path,
-    names: &[String],
-) -> Result<(Vec<(PathBuf, bool)>, Vec<(String, String)>), Error> {
+pub fn read_env_files(root: &Path, names: &[String]) -> Result<EnvFiles, Error> {
     let mut files = Vec::new();
     let mut merged: Vec<(String, String)> = Vec::new();
     for name in names {

@@ -108,10 +108,11 @@ async fn run_async(
         }
         tokio::select! {
             signo = signals.recv() => {
-                if let Ok(sig) = Signal::try_from(signo) {
-                    if sig != Signal::SIGCHLD && code.is_none() {
-                        reaper::signal_group(child.pid, sig);
-                    }
+                if let Ok(sig) = Signal::try_from(signo)
+                    && sig != Signal::SIGCHLD
+                    && code.is_none()
+                {
+                    reaper::signal_group(child.pid, sig);
                 }
             }
             _ = tick.tick(), if code.is_some() => {}

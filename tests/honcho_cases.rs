@@ -111,7 +111,10 @@ fn check(name: &str) {
     // In case 36 procrun stops web.1 200 ms after its shell exits, which races with worker.1's
     // single line at 0.5 s on a loaded machine: that line may or may not come first.
     let racy = |l: &String| !(name.starts_with("36-") && l.ends_with("| worker tick"));
-    let got: Vec<String> = sort_racy_runs(&normalise(&out, &dir)).into_iter().filter(racy).collect();
+    let got: Vec<String> = sort_racy_runs(&normalise(&out, &dir))
+        .into_iter()
+        .filter(racy)
+        .collect();
     let want: Vec<String> = sort_racy_runs(&want_out).into_iter().filter(racy).collect();
     assert_eq!(got, want, "case {name}: stdout differs\n--- got:\n{out}");
     assert_eq!(

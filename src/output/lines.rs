@@ -117,7 +117,8 @@ mod tests {
     #[test]
     fn splitting_table() {
         // (limit, chunks, flush at end, expected lines)
-        let cases: &[(usize, &[&[u8]], bool, &[&[u8]])] = &[
+        type Case<'a> = (usize, &'a [&'a [u8]], bool, &'a [&'a [u8]]);
+        let cases: &[Case] = &[
             (100, &[b"a\nb\n"], false, &[b"a", b"b"]),
             (100, &[b"a\r\nb\r\n"], false, &[b"a", b"b"]),
             (100, &[b"a\rb\n"], false, &[b"a\rb"]),
