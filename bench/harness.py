@@ -288,7 +288,9 @@ class Lab:
         res['ok'] = ok
         res['gone_ms'] = (time.perf_counter() - t) * 1000 if ok else None
         res['exit_ms'] = (self.exits[run.pid][1] - t) * 1000 if self.exited(run) else None
-        res['left'] = 0 if ok else len(alive(tree(os.getpid())))
+        left = [] if ok else alive(tree(os.getpid()))
+        res['left'] = len(left)
+        res['left_what'] = ', '.join(sorted({str(comm(p)) for p in left}))
         res['rc'] = self.rc(run)
         return res
 
@@ -384,10 +386,13 @@ class Bench:
         """Run trial(who) repeats times per contender, order rotating every round."""
         who_all = [w for w in who_all if w.only is None or metric in w.only]
         res = {w.name: [] for w in who_all}
+        timeouts = dict.fromkeys(res, 0)
         log('%-22s' % label, end='')
         for i in range(repeats):
             order = who_all[i % len(who_all):] + who_all[:i % len(who_all)]
             for w in order:
+                if timeouts[w.name] >= self.args.max_timeouts:
+                    continue           # given up on: do not wait out the same timeout again
                 try:
                     r = trial(w)
                 except Abort:
@@ -397,7 +402,10 @@ class Bench:
                 finally:
                     self.lab.cleanup()
                 res[w.name].append(r)
-                log('!' if r.get('error') else '.', end='')
+                timeouts[w.name] = timeouts[w.name] + 1 if r.get('timeout') else 0
+                if timeouts[w.name] == self.args.max_timeouts and i + 1 < repeats:
+                    r['error'] += ' (given up after %d timeouts in a row)' % timeouts[w.name]
+                log('x' if r.get('timeout') else '!' if r.get('error') else '.', end='')
         log('')
         return res
 
@@ -418,7 +426,7 @@ class Bench:
         msg = ('%s exited (rc %s) before %s' % (who.name, rc, what) if how == 'exited'
                else '%s: no %s within the timeout' % (who.name, what))
         tail = stderr_of(d)
-        return {'error': msg + (' [stderr: %s]' % tail if tail else '')}
+        return {'error': msg + (' [stderr: %s]' % tail if tail else ''), 'timeout': how == 'timeout'}
 
     # -- startup: exec -> first child line
     def startup(self, who_all):
@@ -448,7 +456,7 @@ class Bench:
             d = self.trial_dir('oneshot', who.name)
             run = self.start(who, d, [('a', 'true')])
             if not self.lab.until(lambda: self.lab.exited(run), a.timeout, tick=0.5):
-                return {'error': '%s did not exit within %gs' % (who.name, a.timeout)}
+                return {'error': '%s did not exit within %gs' % (who.name, a.timeout), 'timeout': True}
             ms = (self.lab.exits[run.pid][1] - run.t0) * 1000
             left = 0 if self.lab.until(self.lab.all_gone, 1.0, tick=0.02) else len(alive(tree(os.getpid())))
             r = {'ms': ms, 'rc': self.lab.rc(run), 'left': left}
@@ -496,7 +504,7 @@ class Bench:
                 if not self.lab.until(lambda: self.lab.exited(run), a.tp_timeout, tick=0.5,
                                       extra=[done_fd], on_extra=on_done):
                     return {'error': '%s did not finish within %gs (%d/4 writers done)'
-                            % (who.name, a.tp_timeout, len(reported))}
+                            % (who.name, a.tp_timeout, len(reported)), 'timeout': True}
                 secs = self.lab.exits[run.pid][1] - run.t0
                 rc = self.lab.rc(run)
                 self.lab.until(self.lab.all_gone, 2.0, tick=0.02)
@@ -558,7 +566,10 @@ class Bench:
             r = {'ms': st['gone_ms'], 'exit_ms': st['exit_ms'], 'rc': st['rc'],
                  'left_at_exit': st['left_at_exit'], 'left': st['left']}
             if not st['ok']:
-                r['error'] = '%s: %d processes still there %gs after SIGTERM' % (who.name, st['left'], a.term_timeout)
+                r['error'] = '%s: %d processes (%s) still there %gs after SIGTERM, supervisor %s' % (
+                    who.name, st['left'], st['left_what'], a.term_timeout,
+                    'running' if st['rc'] == 'running' else 'exited (%s)' % st['rc'])
+                r['timeout'] = True
             return r
         return self.rounds('shutdown', 'shutdown', who_all, trial, self.repeats('shutdown'))
 
@@ -586,8 +597,10 @@ class Bench:
                 st = self.lab.terminate(run, who.group, a.term_timeout)
                 r.update({'stop_ms': st['gone_ms'], 'rc': st['rc'], 'left': st['left']})
                 if not st['ok']:
-                    r['error'] = '%s: N=%d: %d processes still there %gs after SIGTERM' % (
-                        who.name, n, st['left'], a.term_timeout)
+                    r['error'] = '%s: N=%d: %d processes (%s) still there %gs after SIGTERM, supervisor %s' % (
+                        who.name, n, st['left'], st['left_what'], a.term_timeout,
+                        'running' if st['rc'] == 'running' else 'exited (%s)' % st['rc'])
+                    r['timeout'] = True
                 elif r['dup']:
                     r['error'] = '%s: N=%d: %d duplicated ready lines' % (who.name, n, r['dup'])
                 return r
@@ -917,7 +930,7 @@ def machine(args):
             cpu = line.split(':', 1)[1].strip()
             break
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    rev = first_line(['git', '-C', repo, 'log', '-1', '--format=%h %s'])
+    rev = first_line(['git', '-C', repo, 'log', '-1', '--format=%h %s', '--', 'src', 'Cargo.toml', 'Cargo.lock'])
     if first_line(['git', '-C', repo, 'status', '--porcelain', '--', 'src', 'Cargo.toml']) not in ('?', ''):
         rev += ' (+ uncommitted changes in src/)'
     return {
@@ -981,13 +994,17 @@ def main():
     ap.add_argument('--rss-children', default='4,100')
     ap.add_argument('--scale', default='1,10,100,500')
     ap.add_argument('--timeout', type=float, default=20.0, help='seconds for children to come up')
-    ap.add_argument('--tp-timeout', type=float, default=120.0, help='seconds for one throughput run')
+    ap.add_argument('--tp-timeout', type=float, default=0, help='seconds for one throughput run '
+                    '(default 120, 30 with --quick)')
+    ap.add_argument('--max-timeouts', type=int, default=2, help='give a contender up for the rest of a '
+                    'measurement after this many timeouts in a row (default 2)')
     ap.add_argument('--term-timeout', type=float, default=10.0, help='seconds from SIGTERM to all gone')
     ap.add_argument('--grace', type=float, default=2.0, help='seconds from SIGTERM to SIGKILL in teardown')
     ap.add_argument('--settle', type=float, default=0.3, help='seconds to let things settle before sampling')
     ap.add_argument('--self-test', action='store_true',
                     help='check the loss checker, then a quick run of the /bin/sh floor only')
     args = ap.parse_args()
+    args.tp_timeout = args.tp_timeout or (30.0 if args.quick else 120.0)
     args.rss_children = [int(x) for x in args.rss_children.split(',') if x]
     args.scale = [int(x) for x in args.scale.split(',') if x]
     only = [m for m in args.only.split(',') if m]
