@@ -244,7 +244,7 @@ async fn check_inner(target: &Target, expect: &Expect) -> Result<(), String> {
             } else {
                 format!("{host}:{port}")
             };
-            exchange(stream, &authority, path, need_body).await?
+            exchange(stream, &authority, path, need_body, BODY_LIMIT).await?
         }
         Target::Unix { path, http_path } => {
             let stream = tokio::net::UnixStream::connect(path)
@@ -252,7 +252,7 @@ async fn check_inner(target: &Target, expect: &Expect) -> Result<(), String> {
                 .map_err(|e| format!("connect: {}", reason(&e)))?;
             match http_path {
                 None => return Ok(()),
-                Some(p) => exchange(stream, "localhost", p, need_body).await?,
+                Some(p) => exchange(stream, "localhost", p, need_body, BODY_LIMIT).await?,
             }
         }
     };
@@ -275,12 +275,13 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 /// GET `path` over `stream` with `Connection: close`; reads the head and, when `need_body`,
-/// the body up to `BODY_LIMIT`. Not bounded in time: callers wrap it in a timeout.
+/// the body up to `body_limit` bytes. Not bounded in time: callers wrap it in a timeout.
 pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     host: &str,
     path: &str,
     need_body: bool,
+    body_limit: usize,
 ) -> Result<Response, String> {
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: procrun/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
@@ -300,11 +301,11 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             }
             let body = &buf[*start..];
             let done = match (h.chunked, h.content_length) {
-                (true, _) => dechunk(body).1,
+                (true, _) => dechunk(body, body_limit).1,
                 (false, Some(n)) => body.len() >= n,
                 (false, None) => false,
             };
-            if done || body.len() >= BODY_LIMIT {
+            if done || body.len() >= body_limit {
                 break;
             }
         } else if buf.len() > HEAD_LIMIT {
@@ -338,11 +339,11 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let raw = &buf[start..];
     let mut body = if h.chunked {
-        dechunk(raw).0
+        dechunk(raw, body_limit).0
     } else {
         raw.to_vec()
     };
-    body.truncate(BODY_LIMIT);
+    body.truncate(body_limit);
     Ok(Response {
         status: h.status,
         body,
@@ -394,7 +395,7 @@ fn parse_head(head: &[u8]) -> Result<Head, String> {
 }
 
 /// Decodes as much of a chunked body as is there; also says whether the last chunk was seen.
-fn dechunk(mut raw: &[u8]) -> (Vec<u8>, bool) {
+fn dechunk(mut raw: &[u8], limit: usize) -> (Vec<u8>, bool) {
     let mut out = Vec::new();
     loop {
         let Some(eol) = find(raw, b"\r\n") else {
@@ -414,7 +415,7 @@ fn dechunk(mut raw: &[u8]) -> (Vec<u8>, bool) {
             return (out, false);
         }
         out.extend_from_slice(&data[..size]);
-        if out.len() >= BODY_LIMIT {
+        if out.len() >= limit {
             return (out, true);
         }
         raw = data.get(size + 2..).unwrap_or(&[]);
@@ -665,10 +666,10 @@ mod tests {
 
     #[test]
     fn chunked() {
-        let (body, done) = dechunk(b"5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n");
+        let (body, done) = dechunk(b"5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n", 100);
         assert_eq!(body, b"hello world");
         assert!(done);
-        let (body, done) = dechunk(b"5\r\nhel");
+        let (body, done) = dechunk(b"5\r\nhel", 100);
         assert_eq!(body, b"hel");
         assert!(!done);
     }

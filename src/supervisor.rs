@@ -181,6 +181,10 @@ async fn run_async(plan: Plan, printer: Rc<Printer>) -> i32 {
         }
     }
     sup.publish();
+    // Status endpoint and readiness pollers (issue 6): local tasks that only read the board.
+    if let Some(board) = &plan.board {
+        crate::status::serve(Rc::clone(board));
+    }
     if sup.procs.is_empty() {
         return sup.exit_code.unwrap_or(0);
     }
