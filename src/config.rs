@@ -29,7 +29,7 @@ pub struct Sources {
 
 fn join(root: &Path, name: &str) -> PathBuf {
     let p = Path::new(name);
-    if p.is_absolute() {
+    if p.is_absolute() || root == Path::new(".") {
         p.to_path_buf()
     } else {
         root.join(p)

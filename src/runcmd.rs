@@ -53,12 +53,13 @@ async fn run_async(
         }
     };
     reaper::become_subreaper();
-    // honcho joins the shell-quoted words and runs them with `sh -c`.
-    let command = argv
-        .iter()
-        .map(|w| shell_quote(w))
-        .collect::<Vec<_>>()
-        .join(" ");
+    // honcho joins the shell-quoted words and runs them with `sh -c`; `exec` makes the command
+    // itself procrun's child, so signals and exit codes are its own, not an extra shell's.
+    if argv.is_empty() {
+        return 0;
+    }
+    let words: Vec<String> = argv.iter().map(|w| shell_quote(w)).collect();
+    let command = format!("exec {}", words.join(" "));
     let child = match crate::spawn::spawn(
         &crate::spawn::shell(&command),
         overlay,
