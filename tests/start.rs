@@ -175,7 +175,7 @@ fn last_output_is_never_lost() {
 fn raw_bytes_pass_through() {
     let d = dir("web: printf 'bad:\\351\\377 ok:\\303\\251 cr\\r\\n'\n");
     let r = spawn(procrun(d.path(), &["start", "--no-prefix"]));
-    let _ = r.wait_for("stopped", T);
+    r.wait_for("stopped", T);
     let out = r.out.lock().unwrap().clone();
     assert!(
         out.windows(14).any(|w| w == b"bad:\xe9\xff ok:\xc3\xa9 c"),
