@@ -1,6 +1,7 @@
 """The reference stack for real, without Docker: procrun supervising the prod Procfile
 (gunicorn) behind Debian's nginx, and the dev Procfile (runserver_plus with its reloader,
 http.server as the CDN), all on loopback ports chosen at random."""
+import json
 import os
 import re
 import secrets
@@ -14,7 +15,8 @@ import pytest
 
 from conftest import (
     ROOT, Supervised, child_env, copy_app_tree, free_port, http_get, kill_all, make_workdir,
-    need_procrun, new_token, port_accepts, processes_of, run, tool, wait_until, write_dotenv,
+    need_procrun, new_token, port_accepts, processes_of, read_dotenv_example, run, tool, wait_until,
+    write_dotenv,
 )
 from test_offline import nginx_command, render_nginx
 
@@ -193,3 +195,28 @@ def test_procrun_check_accepts_both_procfiles():
                      cwd=ROOT, timeout=20)
         assert result.returncode == 0, result.stderr
         assert f"Valid procfile detected ({names})" in result.stderr
+
+
+@pytest.mark.parametrize("env_name", ["dev", "prod"])
+def test_env_example_reads_the_same_in_procrun_and_compose(tmp_path, env_name):
+    """procrun (env file of `procrun start`) and Compose (env_file) must agree on every value.
+    One known difference: `KEY=` is unset for procrun (as for honcho) and empty for Compose;
+    the settings treat both alike, so an empty value in the examples means "unset"."""
+    procrun = need_procrun()
+    example = ROOT / f"environments/{env_name}/.env.example"
+    expected = dict(read_dotenv_example(example))
+    result = run([procrun, "-e", str(example), "run", "env", "-0"], cwd=tmp_path, timeout=20,
+                 env={"PATH": "/usr/bin:/bin"}, text=False)
+    assert result.returncode == 0, result.stderr
+    seen = dict(item.split(b"=", 1) for item in result.stdout.split(b"\0") if b"=" in item)
+    procrun_values = {k: seen.get(k.encode(), b"").decode() for k in expected}
+    assert procrun_values == expected
+    assert all(k.encode() in seen for k, v in expected.items() if v), "non-empty values are set"
+
+    compose_file = tmp_path / "compose.yml"
+    compose_file.write_text(f"services:\n  app:\n    image: scratch\n    env_file: {example}\n")
+    result = run([tool("docker-compose"), "-f", str(compose_file), "config", "--format", "json"],
+                 cwd=tmp_path, timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    compose_env = json.loads(result.stdout)["services"]["app"]["environment"]
+    assert {k: compose_env.get(k) for k in expected} == expected
