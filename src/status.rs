@@ -535,7 +535,7 @@ fn health(view: &[View]) -> (u16, String) {
         })
         .collect();
     if bad.is_empty() {
-        (200, format!("ok: {} processes running\n", view.len()))
+        (200, format!("ok: {} running and ready\n", view.len()))
     } else {
         (503, format!("unhealthy: {}\n", bad.join(", ")))
     }

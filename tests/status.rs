@@ -1,0 +1,368 @@
+//! The status endpoint of `procrun start --status-addr` through a real HTTP client while
+//! processes start, become ready and die; `procrun status`; option validation before anything
+//! starts; and abuse (idle connections beyond the limit, oversized requests) that must not
+//! disturb output or shutdown. Hard timeouts everywhere; everything started is killed on drop.
+
+mod support;
+
+use nix::sys::signal::Signal;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+use support::*;
+
+const WEB: &str = r#"
+import http.server, os, signal, sys, time
+if os.environ.get("IGNORE_TERM"):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+while not os.path.exists("go"):
+    time.sleep(0.02)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/health" else 404)
+        self.end_headers()
+        self.wfile.write(b"web ok")
+    def log_message(self, *a):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H)
+print("listening", flush=True)
+server.serve_forever()
+"#;
+
+/// A port nobody listens on (bound, then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` with `Connection: close`: status and body (hard timeouts).
+fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let code = text
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad response {text:?}")))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+/// Polls `GET path` until `pred` holds (or panics after `timeout`).
+fn wait_get(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+    pred: impl Fn(u16, &str) -> bool,
+) -> (u16, String) {
+    let end = Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        if let Ok((code, body)) = get(addr, path) {
+            if pred(code, &body) {
+                return (code, body);
+            }
+            last = Some((code, body));
+        }
+        assert!(Instant::now() < end, "timed out on {path}; last: {last:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The endpoint address procrun logs on stderr (it was asked for port 0).
+fn endpoint(r: &Running) -> SocketAddr {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let err = r.stderr();
+        if let Some(rest) = err.split("status endpoint on http://").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap();
+            return addr.parse().unwrap();
+        }
+        assert!(Instant::now() < end, "no endpoint line; stderr:\n{err}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn status_cmd(dir: &TempDir, args: &[&str], env_addr: Option<SocketAddr>) -> (i32, String, String) {
+    let mut all = vec!["status"];
+    all.extend_from_slice(args);
+    let mut cmd = procrun(dir.path(), &all);
+    if let Some(a) = env_addr {
+        cmd.env("PROCRUN_STATUS_ADDR", a.to_string());
+    }
+    spawn(cmd).finish(Duration::from_secs(20))
+}
+
+/// The pid of `name` in a /status document.
+fn pid_of(json: &str, name: &str) -> i32 {
+    let at = json.find(&format!("\"name\":\"{name}\"")).unwrap();
+    let rest = &json[at..];
+    let p = rest.find("\"pid\":").unwrap() + 6;
+    rest[p..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn endpoint_follows_processes_through_start_ready_and_death() {
+    let dir = TempDir::new("status-life");
+    dir.write("web.py", WEB).write(
+        "Procfile",
+        "web: IGNORE_TERM=1 exec python3 web.py\nworker: exec sleep 60\n",
+    );
+    let base = free_port().to_string();
+    let r = spawn(procrun(
+        dir.path(),
+        &[
+            "start",
+            "--status-addr",
+            "127.0.0.1:0",
+            "--ready",
+            "web=http:/health",
+            "-p",
+            &base,
+            "-t",
+            "3",
+        ],
+    ));
+    let addr = endpoint(&r);
+    r.wait_for("worker.1 started", Duration::from_secs(20));
+
+    // Started, web not ready (it waits for the file `go`).
+    let (code, body) = get(addr, "/health").unwrap();
+    assert_eq!(
+        (code, body.as_str()),
+        (503, "unhealthy: web.1 (not ready)\n")
+    );
+    let (code, json) = get(addr, "/status").unwrap();
+    assert_eq!(code, 200);
+    assert!(json.starts_with("{\"healthy\":false,"), "{json}");
+    assert!(
+        json.contains("\"name\":\"web.1\",\"type\":\"web\",\"pid\":"),
+        "{json}"
+    );
+    assert!(
+        json.contains(&format!("\"port\":{base},\"state\":\"running\"")),
+        "{json}"
+    );
+    assert!(
+        json.contains("\"ready\":false,\"ready_check\":\"http:/health\""),
+        "{json}"
+    );
+    assert!(
+        json.contains("\"ready\":true,\"ready_check\":null"),
+        "worker: {json}"
+    );
+    let (code, table, err) = status_cmd(&dir, &["--addr", &addr.to_string()], None);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("NAME"), "{table}");
+    assert!(lines[0].ends_with("UPTIME/EXIT"), "{table}");
+    let web: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(web[0], "web.1");
+    assert_eq!(&web[2..4], ["running", "no"], "{table}");
+    assert_eq!(*lines.last().unwrap(), "unhealthy");
+
+    // Ready.
+    dir.write("go", "");
+    r.wait_for("web.1    | listening", Duration::from_secs(20));
+    let (_, body) = wait_get(addr, "/health", Duration::from_secs(20), |c, _| c == 200);
+    assert_eq!(body, "ok: 2 running and ready\n");
+    let (code, json, _) = status_cmd(&dir, &["--json"], Some(addr));
+    assert_eq!(code, 0);
+    assert!(json.starts_with("{\"healthy\":true,"), "{json}");
+    assert!(
+        json.contains("\"ready\":true,\"ready_check\":\"http:/health\""),
+        "{json}"
+    );
+
+    // The worker dies; web ignores SIGTERM, so procrun stays up for --timeout: /health says who.
+    let worker = pid_of(&json, "worker.1");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(worker), Signal::SIGKILL).unwrap();
+    let (_, body) = wait_get(addr, "/health", Duration::from_secs(20), |c, _| c == 503);
+    assert!(body.contains("worker.1 (stopped, exit 137)"), "{body}");
+    let (_, json) = get(addr, "/status").unwrap();
+    assert!(json.contains("\"state\":\"stopped\""), "{json}");
+    assert!(json.contains("\"exit_code\":137"), "{json}");
+    let (code, out, _) = r.finish(Duration::from_secs(30));
+    assert_eq!(code, 137, "{out}");
+}
+
+#[test]
+fn tcp_readiness() {
+    let dir = TempDir::new("status-tcp");
+    dir.write("web.py", WEB)
+        .write("Procfile", "web: exec python3 web.py\n");
+    let base = free_port().to_string();
+    let r = spawn(procrun(
+        dir.path(),
+        &[
+            "start",
+            "--status-addr",
+            "127.0.0.1:0",
+            "--ready",
+            "web=tcp",
+            "-p",
+            &base,
+        ],
+    ));
+    let addr = endpoint(&r);
+    r.wait_for("web.1 started", Duration::from_secs(20));
+    assert_eq!(get(addr, "/health").unwrap().0, 503);
+    dir.write("go", "");
+    wait_get(addr, "/health", Duration::from_secs(20), |c, _| c == 200);
+    r.signal(Signal::SIGTERM);
+    assert_eq!(r.finish(Duration::from_secs(20)).0, 143);
+}
+
+#[test]
+fn bad_options_fail_before_anything_starts() {
+    let dir = TempDir::new("status-bad");
+    dir.write("Procfile", "web: touch started; sleep 60\n");
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--status-addr", "nonsense"],
+            "invalid address: 'nonsense'",
+        ),
+        (&["--status-addr", "127.0.0.1:99999"], "invalid address"),
+        (
+            &["--status-addr", &taken],
+            "cannot serve the status endpoint",
+        ),
+        (
+            &["--status-addr", "0", "--ready", "web=udp"],
+            "invalid readiness check",
+        ),
+        (
+            &["--status-addr", "0", "--ready", "nope=tcp"],
+            "invalid readiness check",
+        ),
+        (&["--ready", "web=http:health"], "invalid readiness check"),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["start"];
+        all.extend_from_slice(args);
+        let (code, out, err) = spawn(procrun(dir.path(), &all)).finish(Duration::from_secs(20));
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(out, "", "{args:?}");
+        assert!(
+            !dir.path().join("started").exists(),
+            "{args:?} started a process"
+        );
+    }
+}
+
+#[test]
+fn status_command_without_an_endpoint() {
+    let dir = TempDir::new("status-none");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let (code, out, err) = status_cmd(&dir, &["--addr", &addr], None);
+    assert_eq!(code, 1);
+    assert_eq!(out, "");
+    assert!(
+        err.contains("cannot reach procrun's status endpoint"),
+        "{err}"
+    );
+    let (code, _, err) = status_cmd(&dir, &["--addr", "x y"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("invalid address"), "{err}");
+}
+
+fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// The highest `tick N` printed so far.
+fn last_tick(out: &str) -> u64 {
+    out.lines()
+        .filter_map(|l| l.rsplit_once("| tick ").and_then(|(_, n)| n.parse().ok()))
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn slow_and_oversized_clients_disturb_neither_output_nor_shutdown() {
+    let dir = TempDir::new("status-abuse");
+    dir.write(
+        "Procfile",
+        "ticker: i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done\n",
+    );
+    let r = spawn(procrun(
+        dir.path(),
+        &["start", "--status-addr", "127.0.0.1:0"],
+    ));
+    let addr = endpoint(&r);
+    r.wait_for("| tick 1\n", Duration::from_secs(20));
+    let fds_before = fd_count(r.pid());
+
+    // 200 idle connections (slow-loris) and a few sending a partial head slowly.
+    let mut idle: Vec<TcpStream> = (0..200)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok())
+        .collect();
+    for s in idle.iter_mut().take(5) {
+        let _ = s.write_all(b"GET /status HTTP/1.1\r\nX-Slow: ");
+    }
+    // An oversized head: answered 431 (or reset), never served, never hangs.
+    let mut big = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    big.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    big.set_write_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let pad = format!("GET /status HTTP/1.1\r\nX-Pad: {}\r\n", "a".repeat(1 << 20));
+    let _ = big.write_all(pad.as_bytes());
+    let mut answer = Vec::new();
+    let _ = big.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
+
+    // Output keeps flowing while the connections are open; descriptors stay bounded.
+    let now = last_tick(&r.stdout());
+    r.wait_for(&format!("| tick {}\n", now + 5), Duration::from_secs(20));
+    let fds = fd_count(r.pid());
+    assert!(
+        fds <= fds_before + 64 + 2,
+        "{fds} descriptors (was {fds_before})"
+    );
+
+    // Idle connections time out; the endpoint serves again.
+    let (code, body) = wait_get(addr, "/health", Duration::from_secs(30), |c, _| c == 200);
+    assert_eq!((code, body.as_str()), (200, "ok: 1 running and ready\n"));
+
+    // A fresh flood is open when SIGTERM comes: procrun still exits 143 promptly.
+    let flood: Vec<TcpStream> = (0..100)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok())
+        .collect();
+    let sent = Instant::now();
+    r.signal(Signal::SIGTERM);
+    let (code, out, _) = r.finish(Duration::from_secs(20));
+    assert_eq!(code, 143, "{out}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        sent.elapsed()
+    );
+    assert!(out.contains("SIGTERM received"), "{out}");
+    drop((idle, flood, big));
+}
