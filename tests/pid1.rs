@@ -1,0 +1,916 @@
+//! PID-1 / signal integration tests (issue 3; test plan in shared/spec/init.md §7–§9).
+//!
+//! Each scenario runs with procrun as PID 1 of a fresh PID namespace (`_ns`, launcher in
+//! `pid1_support`) and, where it makes sense, as an ordinary child of the test process (`_host`,
+//! where procrun must register as child subreaper). Namespace tests skip with a visible
+//! "SKIPPED" message where namespaces are not permitted (non-root); CI runs as root.
+//!
+//! Rules: tests synchronise on events (marker files written by the children, procrun's output,
+//! exit statuses) with hard deadlines, never on fixed sleeps; every process a test starts carries
+//! a unique tag in its environment and is SIGKILLed by the `Running` guard; after every run the
+//! test asserts that nothing tagged survived and that no zombie is left.
+//!
+//! Run: `cargo test --test pid1 -- --test-threads=2`.
+
+mod pid1_support;
+
+use pid1_support::*;
+use regex::Regex;
+use std::time::{Duration, Instant};
+
+const READY: Duration = Duration::from_secs(15);
+const EXIT: Duration = Duration::from_secs(15);
+
+use libc::{
+    SIGILL, SIGINT, SIGKILL, SIGSEGV, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2, SIGWINCH,
+};
+
+/// Generates `<name>_ns` and `<name>_host` tests from `fn <name>(mode: Mode)`.
+macro_rules! both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod ns {
+            $(
+                #[test]
+                fn $name() {
+                    if super::skip_without_ns(concat!(stringify!($name), "_ns")) {
+                        return;
+                    }
+                    super::$name(super::Mode::Ns);
+                }
+            )*
+        }
+        mod host {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(super::Mode::Host);
+                }
+            )*
+        }
+    };
+}
+
+both_modes!(
+    t01_sigterm_fan_out,
+    t05_escalation_after_signal,
+    t06_escalation_after_child_exit,
+    t12_final_sweep_of_escaped,
+    t13_orphan_reaping,
+    t15_fifty_simultaneous_exits,
+    t16_instant_exit_race,
+    t19_wait_for_grandchild_cleanup,
+    t27_signal_mask_restored,
+    t27_clean_launcher_clean_child,
+    t36_stdout_reader_goes_away,
+    t38_grandchild_holds_pipe,
+    t39_child_closes_stdout,
+    fault_own_stdout_closed,
+    fault_signal_storm,
+    run_exit_codes,
+    run_forwards_signals,
+    run_reaps_zombies,
+);
+
+fn start<'a>(pf: &'a std::path::Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["-f", pf.to_str().unwrap(), "start"];
+    v.extend_from_slice(extra);
+    v
+}
+
+fn lines_with(out: &str, needle: &str) -> usize {
+    out.lines().filter(|l| l.contains(needle)).count()
+}
+
+fn ready_or_panic(s: &Scratch, r: &Running, files: &[&str]) {
+    assert!(
+        s.wait_all(files, "ready", READY),
+        "children not ready: {:?}\nstdout:\n{}\nstderr:\n{}",
+        files.iter().map(|f| (f, s.read(f))).collect::<Vec<_>>(),
+        r.out(),
+        r.err()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A. Signals and shutdown
+
+/// T1: SIGTERM reaches every child and a background grandchild exactly once; all finish their
+/// 0.3 s cleanup; exit 143 quickly.
+fn t01_sigterm_fan_out(mode: Mode) {
+    let s = Scratch::new("t1");
+    let pf = s.procfile(&[
+        ("a", s.entry("a", 0.3)),
+        ("b", s.entry("b", 0.3)),
+        (
+            "c",
+            format!("{} & exec {}", s.recorder("gc", 0.3), s.recorder("c", 0.3)),
+        ),
+    ]);
+    let mut r = Launch::new(mode, &s.dir, &start(&pf, &[])).spawn();
+    let files = ["a", "b", "c", "gc"];
+    ready_or_panic(&s, &r, &files);
+    let t0 = Instant::now();
+    r.signal(SIGTERM);
+    let exit = r.expect_exit(EXIT);
+    let took = t0.elapsed();
+    let out = r.out();
+    assert_eq!(exit, Exit::Code(143), "{out}");
+    for f in files {
+        assert_eq!(s.count(f, "got TERM"), 1, "{f}: {}", s.read(f));
+        assert_eq!(s.count(f, "clean exit"), 1, "{f}: {}", s.read(f));
+        assert_eq!(s.read(f).lines().count(), 3, "{f}: {}", s.read(f));
+    }
+    // init.md asks < 1 s; 1.5 s leaves room for a loaded 2-core CI machine.
+    assert!(took < Duration::from_millis(1500), "took {took:?}\n{out}");
+    assert_eq!(lines_with(&out, "SIGTERM received"), 1, "{out}");
+    assert_eq!(lines_with(&out, "sending SIGTERM to"), 3, "{out}");
+    assert_eq!(lines_with(&out, "SIGKILL"), 0, "{out}");
+    r.assert_no_panic();
+    r.assert_clean();
+}
+
+/// A shell that ignores TERM, writes `ready` to FILE, and loops.
+fn stubborn(s: &Scratch, file: &str) -> String {
+    format!(
+        "trap '' TERM; echo ready >> {}; while :; do sleep 0.2; done",
+        s.path(file).display()
+    )
+}
+
+/// T5: a child ignoring SIGTERM gets one SIGKILL after the grace; exit 143 in grace + 0.5 s.
+fn t05_escalation_after_signal(mode: Mode) {
+    let s = Scratch::new("t5");
+    let pf = s.procfile(&[
+        ("stubborn", stubborn(&s, "stub")),
+        ("good", s.entry("good", 0.0)),
+    ]);
+    let mut r = Launch::new(mode, &s.dir, &start(&pf, &["-t", "1"])).spawn();
+    ready_or_panic(&s, &r, &["stub", "good"]);
+    let t0 = Instant::now();
+    r.signal(SIGTERM);
+    let exit = r.expect_exit(EXIT);
+    let took = t0.elapsed();
+    let out = r.out();
+    assert_eq!(exit, Exit::Code(143), "{out}");
+    assert_eq!(
+        lines_with(&out, "sending SIGKILL to stubborn.1"),
+        1,
+        "{out}"
+    );
+    assert_eq!(lines_with(&out, "SIGKILL"), 1, "{out}");
+    assert_eq!(s.count("good", "got TERM"), 1);
+    assert!(took >= Duration::from_millis(950), "killed early: {took:?}");
+    // init.md: grace + 0.5 s; +0.5 s more for a loaded machine.
+    assert!(took < Duration::from_millis(2000), "took {took:?}\n{out}");
+    r.assert_no_panic();
+    r.assert_clean();
+}
+
+/// T6: shutdown started by a child's exit also escalates; exit code is that child's.
+fn t06_escalation_after_child_exit(mode: Mode) {
+    let s = Scratch::new("t6");
+    let b = s.path("b");
+    let pf = s.procfile(&[
+        (
+            "a",
+            format!(
+                "while [ ! -s {} ]; do sleep 0.01; done; echo go >> {}; sleep 0.3; exit 3",
+                b.display(),
+                s.path("a").display()
+            ),
+        ),
+        ("b", stubborn(&s, "b")),
+    ]);
+    let mut r = Launch::new(mode, &s.dir, &start(&pf, &["-t", "1"])).spawn();
+    assert!(s.wait_all(&["a"], "go", READY));
+    let t0 = Instant::now();
+    let exit = r.expect_exit(EXIT);
+    let took = t0.elapsed();
+    let out = r.out();
+    assert_eq!(exit, Exit::Code(3), "{out}");
+    assert_eq!(lines_with(&out, "sending SIGTERM to b.1"), 1, "{out}");
+    assert_eq!(lines_with(&out, "sending SIGKILL to b.1"), 1, "{out}");
+    assert!(took >= Duration::from_millis(1250), "took {took:?}\n{out}");
+    assert!(took < Duration::from_millis(2500), "took {took:?}\n{out}");
+    r.assert_no_panic();
+    r.assert_clean();
+}
+
+/// T9: SIGTERM 0–50 ms after exec is never lost (signals are blocked first thing in main).
+#[test]
+fn t09_startup_window_ns() {
+    if skip_without_ns("t09_startup_window_ns") {
+        return;
+    }
+    let s = Scratch::new("t9");
+    let mut env = String::new();
+    for i in 0..500 {
+        env += &format!("VAR_{i}=value-{i}\n");
+    }
+    s.write(".env", &env);
+    let pf = s.procfile(&[("a", "sleep 100".into()), ("b", "sleep 100".into())]);
+    let args = start(&pf, &[]);
+    let mut lost = Vec::new();
+    let t_all = Instant::now();
+    for i in 0..200u64 {
+        let delay = Duration::from_micros((i * 7919) % 50_001);
+        let mut r = Launch::new(Mode::Ns, &s.dir, &args).spawn();
+        // `spawn` returns when exec happened (close-on-exec pipe).
+        std::thread::sleep(delay);
+        let t0 = Instant::now();
+        r.signal(SIGTERM);
+        match r.wait(Duration::from_secs(1)) {
+            Some(Exit::Code(143)) => {}
+            other => {
+                let st = std::fs::read_to_string(format!("/proc/{}/status", r.pid))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.starts_with("Sig") || l.starts_with("ShdPnd"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                lost.push(format!(
+                    "run {i}: delay {delay:?}: {other:?} after {:?}; {st}\n{}",
+                    t0.elapsed(),
+                    r.out()
+                ))
+            }
+        }
+        drop(r);
+    }
+    eprintln!("t09: 200 runs in {:?}", t_all.elapsed());
+    assert!(lost.is_empty(), "{} lost:\n{}", lost.len(), lost.join("\n"));
+}
+
+/// T12: processes that escaped their group (setsid, double fork) get SIGTERM in the final
+/// sweep before dying.
+fn t12_final_sweep_of_escaped(mode: Mode) {
+    let s = Scratch::new("t12");
+    let pf = s.procfile(&[(
+        "main",
+        format!(
+            "setsid {} & ({} &); exec {}",
+            s.recorder("esc", 0.1),
+            s.recorder("daemon", 0.1),
+            s.recorder("main", 0.1)
+        ),
+    )]);
+    let mut r = Launch::new(mode, &s.dir, &start(&pf, &[])).spawn();
+    let files = ["esc", "daemon", "main"];
+    ready_or_panic(&s, &r, &files);
+    r.signal(SIGTERM);
+    let exit = r.expect_exit(EXIT);
+    let out = r.out();
+    assert_eq!(exit, Exit::Code(143), "{out}");
+    for f in files {
+        assert_eq!(s.count(f, "got TERM"), 1, "{f}: {}\n{out}", s.read(f));
+        assert_eq!(s.count(f, "clean exit"), 1, "{f}: {}\n{out}", s.read(f));
+    }
+    r.assert_no_panic();
+    r.assert_clean();
+}
+
+/// Waits until procrun's only descendants are `managed` processes and none is a zombie.
+fn converge(r: &Running, managed: usize, timeout: Duration) -> bool {
+    wait_until(timeout, || {
+        let d = descendants(r.pid);
+        d.len() == managed && d.iter().all(|p| p.state != 'Z')
+    })
+}
+
+fn describe(pid: i32) -> String {
+    descendants(pid)
+        .iter()
+        .map(|p| format!("{} {} {} ppid={}", p.pid, p.comm, p.state, p.ppid))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// T13: 100 double-forked orphans are reaped; procrun's tree converges to the managed process.
+fn t13_orphan_reaping(mode: Mode) {
+    let s = Scratch::new("t13");
+    let pf = s.procfile(&[(
+        "spawner",
+        format!(
+            "for i in $(seq 100); do (sleep 0.$((i % 9 + 1)) &); done; echo ready >> {}; exec sleep 100",
+            s.path("m").display()
+        ),
+    )]);
+    let mut r = Launch::new(mode, &s.dir, &start(&pf, &[])).spawn();
+    ready_or_panic(&s, &r, &["m"]);
+    assert!(
+        converge(&r, 1, Duration::from_secs(10)),
+        "did not converge:\n{}",
+        describe(r.pid)
+    );
+    for _ in 0..3 {
+        assert_eq!(zombies_under(r.pid), 0, "{}", describe(r.pid));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    r.signal(SIGTERM);
+    assert_eq!(r.expect_exit(EXIT), Exit::Code(143), "{}", r.out());
+    r.assert_no_panic();
+    r.assert_clean();
+}
+
+/// T15: 50 managed processes exit at the same moment; 50 "stopped" events, no hang, and the
+/// exit code is the first stopped process's.
+fn t15_fifty_simultaneous_exits(mode: Mode) {
+    let s = Scratch::new("t15");
+    let fifo = s.path("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // Held O_RDWR by the test: the children's opens do not block, and closing it gives every
+    // reader EOF at once.
+    let hold = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    let entries: Vec<(String, String)> = (1..=50)
+        .map(|i| {
+            (
+                format!("p{i}"),
+                format!(
+                    "exec 3<{}; echo r >> {}; read x <&3; exit {}",
+                    fifo.display(),
+                    s.path("ready").display(),
+                    10 + i
+                ),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, String)> = entries
+        .iter()
+        .map(|(n, c)| (n.as_str(), c.clone()))
+        .collect();
+    let pf = s.procfile(&refs);
+    let mut r = Launch::new(mode, &s.dir, &start(&pf, &[])).spawn();
+    assert!(
+        wait_until(READY, || s.count("ready", "r") == 50),
+        "ready: {}\n{}",
+        s.count("ready", "r"),
+        r.out()
+    );
+    drop(hold);
+    let exit = r.expect_exit(EXIT);
+    let out = r.out();
+    let re = Regex::new(r"p(\d+)\.1 +stopped \(rc=(-?\d+)\)").unwrap();
+    let stops: Vec<(i32, i32)> = out
+        .lines()
+        .filter_map(|l| re.captures(l))
+        .map(|c| (c[1].parse().unwrap(), c[2].parse().unwrap()))
+        .collect();
+    assert_eq!(stops.len(), 50, "{out}");
+    let mut seen = std::collections::HashSet::new();
+    let mut own = 0;
+    for &(i, rc) in &stops {
+        assert!(seen.insert(i), "p{i} stopped twice\n{out}");
+        // Its own code, or killed by the shutdown that the first exit started.
+        assert!(rc == 10 + i || rc == -15, "p{i} rc={rc}\n{out}");
+        if rc == 10 + i {
+            own += 1;
+        }
+    }
+    let (first, first_rc) = stops[0];
+    assert_eq!(first_rc, 10 + first, "{out}");
+    assert_eq!(exit, Exit::Code(first_rc), "{out}");
+    eprintln!("t15 {mode:?}: {own}/50 exited with their own code");
+    r.assert_no_panic();
+    r.assert_clean();
+}
+
+/// T16: children that exit before procrun could record them: right code every time.
+fn t16_instant_exit_race(mode: Mode) {
+    let s = Scratch::new("t16");
+    let cases = [("true", 0), ("exit 7", 7), ("/no/such/cmd", 127)];
+    let runs = if mode == Mode::Ns { 60 } else { 100 };
+    let t_all = Instant::now();
+    for round in 0..runs {
+        for (cmd, want) in cases {
+            let pf = s.procfile(&[("x", cmd.to_string())]);
+            let mut r = Launch::new(mode, &s.dir, &start(&pf, &[])).spawn();
+            let exit = r.expect_exit(Duration::from_secs(5));
+            assert_eq!(
+                exit,
+                Exit::Code(want),
+                "round {round} `{cmd}`\n{}\n{}",
+                r.out(),
+                r.err()
+            );
+            assert!(!r.err().contains("ECHILD"), "{}", r.err());
+            r.assert_no_panic();
+        }
+    }
+    eprintln!(
+        "t16 {mode:?}: {} runs in {:?}",
+        runs * cases.len(),
+        t_all.elapsed()
+    );
+}
+
+/// T17: as an ordinary process procrun is the subreaper: double-forked orphans get procrun as
+/// parent and are reaped.
+#[test]
+fn t17_subreaper_host() {
+    let s = Scratch::new("t17");
+    let pf = s.procfile(&[(
+        "spawner",
+        format!(
+            "for i in $(seq 20); do (sleep 1 &); done; echo ready >> {}; exec sleep 100",
+            s.path("m").display()
+        ),
+    )]);
+    let mut r = Launch::new(Mode::Host, &s.dir, &start(&pf, &[])).spawn();
+    ready_or_panic(&s, &r, &["m"]);
+    let pid = r.pid;
+    let adopted = || {
+        all_procs()
+            .into_iter()
+            .filter(|p| p.ppid == pid && p.comm == "sleep")
+            .count()
+    };
+    // 20 orphans plus the managed `sleep 100`.
+    assert!(
+        wait_until(Duration::from_secs(5), || adopted() == 21),
+        "orphans not adopted by procrun ({} sleep children):\n{}",
+        adopted(),
+        describe(pid)
+    );
+    assert!(
+        converge(&r, 1, Duration::from_secs(10)),
+        "not reaped:\n{}",
+        describe(pid)
+    );
+    r.signal(SIGTERM);
+    assert_eq!(r.expect_exit(EXIT), Exit::Code(143));
+    assert!(
+        !r.err().contains("subreaper"),
+        "warned about subreaper: {}",
+        r.err()
+    );
+    r.assert_clean();
+}
+
+/// T19: procrun exits only after a grandchild has finished a 2 s cleanup (within the grace).
+fn t19_wait_for_grandchild_cleanup(mode: Mode) {
+    let s = Scratch::new("t19");
+    let pf = s.procfile(&[
+        ("a", s.entry("a", 0.3)),
+        ("b", s.entry("b", 0.3)),
+        (
+            "c",
+            format!("{} & exec {}", s.recorder("gc", 2.0), s.recorder("c", 0.3)),
+        ),
+    ]);
+    let mut r = Launch::new(mode, &s.dir, &start(&pf, &["-t", "5"])).spawn();
+    ready_or_panic(&s, &r, &["a", "b", "c", "gc"]);
+    let t0 = Instant::now();
+    r.signal(SIGTERM);
+    let exit = r.expect_exit(EXIT);
+    let took = t0.elapsed();
+    assert_eq!(
+        s.count("gc", "clean exit"),
+        1,
+        "procrun exited before the grandchild's cleanup: {}\n{}",
+        s.read("gc"),
+        r.out()
+    );
+    assert_eq!(s.count("gc", "got TERM"), 1, "{}", s.read("gc"));
+    assert_eq!(exit, Exit::Code(143));
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    r.assert_clean();
+}
+
+// ---------------------------------------------------------------------------------------------
+// D/E. Child environment and terminal
+
+fn child_status(mode: Mode, block: &[i32], ignore: &[i32]) -> Option<(u64, u64)> {
+    if mode == Mode::Host && skip_without_ns("t27 host (needs a mount namespace)") {
+        return None;
+    }
+    let s = Scratch::new("t27");
+    let pf = s.procfile(&[("st", "cat /proc/self/status".into())]);
+    let mut args = vec!["--no-prefix"];
+    args.extend(start(&pf, &[]));
+    let mut l = Launch::new(mode, &s.dir, &args);
+    // dash clears the signal mask at start-up, which would hide what procrun handed over;
+    // bash keeps it. In a private mount namespace /bin/sh becomes bash for this run.
+    l.mount_ns_only = true;
+    l.sh = Some("/bin/bash".into());
+    l.block = block.to_vec();
+    l.ignore = ignore.to_vec();
+    let mut r = l.spawn();
+    assert_eq!(r.expect_exit(EXIT), Exit::Code(0), "{}", r.out());
+    let out = r.out();
+    let blk = status_mask(&out, "SigBlk").unwrap_or_else(|| panic!("{out}"));
+    let ign = status_mask(&out, "SigIgn").unwrap_or_else(|| panic!("{out}"));
+    r.assert_clean();
+    Some((blk, ign))
+}
+
+/// T27: the child's blocked mask and ignored set equal what procrun inherited.
+fn t27_signal_mask_restored(mode: Mode) {
+    let block = [SIGTTIN, SIGILL, SIGTERM];
+    let ignore = [SIGTTOU, SIGSEGV, SIGINT];
+    let Some((blk, ign)) = child_status(mode, &block, &ignore) else {
+        return;
+    };
+    let want_blk = block.iter().map(|&s| sigbit(s)).sum::<u64>();
+    let want_ign = ignore.iter().map(|&s| sigbit(s)).sum::<u64>();
+    assert_eq!(blk, want_blk, "SigBlk {blk:#x}, want {want_blk:#x}");
+    assert_eq!(ign, want_ign, "SigIgn {ign:#x}, want {want_ign:#x}");
+}
+
+/// T27 (clean launcher): the child has nothing blocked and nothing ignored.
+fn t27_clean_launcher_clean_child(mode: Mode) {
+    let Some((blk, ign)) = child_status(mode, &[], &[]) else {
+        return;
+    };
+    assert_eq!(blk, 0, "SigBlk {blk:#x}");
+    assert_eq!(ign, 0, "SigIgn {ign:#x}");
+}
+
+/// T30: under a terminal, a child reading stdin gets EOF (stdin is /dev/null), not SIGTTIN.
+#[test]
+fn t30_stdin_is_dev_null_under_pty_ns() {
+    if skip_without_ns("t30_stdin_is_dev_null_under_pty_ns") {
+        return;
+    }
+    let s = Scratch::new("t30");
+    let pf = s.procfile(&[("reader", "read x; echo got-eof; exit 0".into())]);
+    let mut l = Launch::new(Mode::Ns, &s.dir, &start(&pf, &[]));
+    l.pty = true;
+    let mut r = l.spawn();
+    assert!(
+        r.wait_out(Duration::from_secs(10), "got-eof"),
+        "{}",
+        r.out()
+    );
+    assert_eq!(r.expect_exit(EXIT), Exit::Code(0), "{}", r.out());
+    r.assert_clean();
+}
+
+/// T31: Ctrl-C on the controlling terminal: exit 130, each child saw exactly one signal (TERM
+/// from procrun; the tty's SIGINT does not reach children, they are not in the foreground group).
+#[test]
+fn t31_ctrl_c_under_pty_ns() {
+    if skip_without_ns("t31_ctrl_c_under_pty_ns") {
+        return;
+    }
+    let s = Scratch::new("t31");
+    let pf = s.procfile(&[("a", s.entry("a", 0.1)), ("b", s.entry("b", 0.1))]);
+    let mut l = Launch::new(Mode::Ns, &s.dir, &start(&pf, &[]));
+    l.pty = true;
+    let mut r = l.spawn();
+    ready_or_panic(&s, &r, &["a", "b"]);
+    r.type_keys(b"\x03");
+    let exit = r.expect_exit(EXIT);
+    let out = r.out();
+    assert_eq!(exit, Exit::Code(130), "{out}");
+    for f in ["a", "b"] {
+        let got: Vec<String> = s
+            .read(f)
+            .lines()
+            .filter(|l| l.starts_with("got "))
+            .map(String::from)
+            .collect();
+        assert_eq!(got, vec!["got TERM".to_string()], "{f}\n{out}");
+    }
+    assert!(out.contains("SIGINT received"), "{out}");
+    r.assert_clean();
+}
+
+// ---------------------------------------------------------------------------------------------
+// F. Output
+
+/// T36: `procrun start | head -1`: the reader of procrun's stdout goes away. No panic;
+/// supervision goes on; SIGTERM still ends everything within grace + 1 s; nothing left.
+fn t36_stdout_reader_goes_away(mode: Mode) {
+    let s = Scratch::new("t36");
+    let chat = s.path("chat");
+    let pf = s.procfile(&[
+        (
+            "chatty",
+            format!(
+                "while :; do echo chat; echo x >> {}; sleep 0.01; done",
+                chat.display()
+            ),
+        ),
+        ("quiet", "sleep 100".into()),
+    ]);
+    let mut l = Launch::new(mode, &s.dir, &start(&pf, &["-t", "1"]));
+    l.stdout = Out::HeadOne;
+    let mut r = l.spawn();
+    assert!(r.stdout.wait_eof(READY), "head -1 never got a line");
+    // The chatty child keeps running after the reader is gone (or procrun shut down on EPIPE).
+    let base = s.count("chat", "x");
+    let exited_alone = !wait_until(Duration::from_secs(10), || {
+        s.count("chat", "x") >= base + 50 || r_exited(&mut r)
+    });
+    assert!(
+        !exited_alone,
+        "chatty child stalled: {}",
+        s.count("chat", "x")
+    );
+    let t0 = Instant::now();
+    r.signal(SIGTERM);
+    let exit = r.expect_exit(EXIT);
+    let took = t0.elapsed();
+    eprintln!("t36 {mode:?}: exit {exit:?} {took:?}; stderr: {}", r.err());
+    assert!(took < Duration::from_millis(2000), "took {took:?}");
+    assert!(
+        matches!(exit, Exit::Code(_)),
+        "procrun died of a signal: {exit:?}"
+    );
+    r.assert_no_panic();
+    r.assert_clean();
+}
+
+fn r_exited(r: &mut Running) -> bool {
+    r.wait(Duration::ZERO).is_some()
+}
+
+/// T38: a background grandchild holds the output pipe after its parent exited: the exit is seen
+/// at once, the group is killed, the drain is bounded.
+fn t38_grandchild_holds_pipe(mode: Mode) {
+    let s = Scratch::new("t38");
+    let pf = s.procfile(&[
+        ("a", "sleep 30 & echo bye; exit 0".into()),
+        ("b", "sleep 100".into()),
+    ]);
+    let mut r = Launch::new(mode, &s.dir, &start(&pf, &["-t", "2"])).spawn();
+    let exit = r.expect_exit(EXIT);
+    let took = r.start.elapsed();
+    let out = r.out();
+    assert_eq!(exit, Exit::Code(0), "{out}");
+    assert!(out.contains("a.1") && out.contains("| bye"), "{out}");
+    assert!(took < Duration::from_secs(3), "took {took:?}\n{out}");
+    r.assert_no_panic();
+    r.assert_clean();
+}
+
+/// T39: a child that closes stdout and stderr early is still supervised: stopped (rc=4) at its
+/// real exit, exit code 4.
+fn t39_child_closes_stdout(mode: Mode) {
+    let s = Scratch::new("t39");
+    let pf = s.procfile(&[
+        ("a", "exec >&- 2>&-; sleep 1; exit 4".into()),
+        ("b", "sleep 100".into()),
+    ]);
+    let mut r = Launch::new(mode, &s.dir, &start(&pf, &["-t", "2"])).spawn();
+    let exit = r.expect_exit(EXIT);
+    let took = r.start.elapsed();
+    let out = r.out();
+    assert_eq!(exit, Exit::Code(4), "{out}");
+    assert!(out.contains("a.1 stopped (rc=4)"), "{out}");
+    assert!(
+        took >= Duration::from_millis(950),
+        "stopped early: {took:?}\n{out}"
+    );
+    r.assert_clean();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fault list (init.md §9)
+
+/// procrun's own fd 1 is not open: it must neither panic nor hang.
+fn fault_own_stdout_closed(mode: Mode) {
+    let s = Scratch::new("closed");
+    let pf = s.procfile(&[
+        ("a", "echo hi; sleep 0.2; exit 3".into()),
+        ("b", "sleep 100".into()),
+    ]);
+    let mut l = Launch::new(mode, &s.dir, &start(&pf, &["-t", "2"]));
+    l.stdout = Out::Closed;
+    let mut r = l.spawn();
+    let exit = r.expect_exit(EXIT);
+    assert_eq!(exit, Exit::Code(3), "stderr: {}", r.err());
+    r.assert_no_panic();
+    r.assert_clean();
+}
+
+/// Signal storm: 10 000 SIGUSR1 then SIGTERM: no crash, every child saw USR1, clean shutdown.
+fn fault_signal_storm(mode: Mode) {
+    let s = Scratch::new("storm");
+    let pf = s.procfile(&[("a", s.entry("a", 0.0)), ("b", s.entry("b", 0.0))]);
+    let mut r = Launch::new(mode, &s.dir, &start(&pf, &["-t", "2"])).spawn();
+    ready_or_panic(&s, &r, &["a", "b"]);
+    for _ in 0..10_000 {
+        r.signal(SIGUSR1);
+    }
+    let t0 = Instant::now();
+    r.signal(SIGTERM);
+    let exit = r.expect_exit(EXIT);
+    let took = t0.elapsed();
+    assert_eq!(exit, Exit::Code(143), "{}", r.out());
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    for f in ["a", "b"] {
+        let usr1 = s.count(f, "got USR1");
+        assert!(usr1 >= 1, "{f} saw no USR1");
+        assert_eq!(s.count(f, "got TERM"), 1, "{f}: {}", s.read(f));
+        eprintln!("storm {mode:?}: {f} saw {usr1} USR1");
+    }
+    r.assert_no_panic();
+    r.assert_clean();
+}
+
+/// USR1, USR2 and WINCH are forwarded to every group, one at a time, and are not fatal.
+#[test]
+fn t04_forwarded_signals_ns() {
+    if skip_without_ns("t04_forwarded_signals_ns") {
+        return;
+    }
+    let s = Scratch::new("t4");
+    let pf = s.procfile(&[("a", s.entry("a", 0.0)), ("b", s.entry("b", 0.0))]);
+    let mut r = Launch::new(Mode::Ns, &s.dir, &start(&pf, &[])).spawn();
+    ready_or_panic(&s, &r, &["a", "b"]);
+    for (sig, name) in [(SIGUSR1, "USR1"), (SIGUSR2, "USR2"), (SIGWINCH, "WINCH")] {
+        r.signal(sig);
+        let line = format!("got {name}");
+        assert!(
+            wait_until(READY, || s.count("a", &line) == 1
+                && s.count("b", &line) == 1),
+            "{name} not forwarded: {} / {}\n{}",
+            s.read("a"),
+            s.read("b"),
+            r.out()
+        );
+    }
+    assert!(r.wait(Duration::ZERO).is_none(), "procrun exited");
+    r.signal(SIGTERM);
+    assert_eq!(r.expect_exit(EXIT), Exit::Code(143));
+    r.assert_clean();
+}
+
+/// Fork bomb in a pids cgroup (pids.max=64): procrun stays responsive (forwards USR1), SIGTERM
+/// ends everything within grace + KILL, no panic.
+#[test]
+fn fault_fork_bomb_pids_cgroup_ns() {
+    if skip_without_ns("fault_fork_bomb_pids_cgroup_ns") {
+        return;
+    }
+    let Some(cg) = PidsCgroup::create(64) else {
+        eprintln!("SKIPPED fault_fork_bomb_pids_cgroup_ns: no writable pids cgroup");
+        return;
+    };
+    let s = Scratch::new("bomb");
+    s.write(
+        "bomb.py",
+        "import os, time\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        time.sleep(0.01)\n",
+    );
+    let pf = s.procfile(&[
+        ("rec", s.entry("rec", 0.0)),
+        (
+            "bomb",
+            format!(
+                "while [ ! -s {} ]; do sleep 0.01; done; exec {} -I -S {}",
+                s.path("rec").display(),
+                python(),
+                s.path("bomb.py").display()
+            ),
+        ),
+    ]);
+    let mut l = Launch::new(Mode::Ns, &s.dir, &start(&pf, &["-t", "1"]));
+    l.cgroup_procs = Some(cg.dir.join("cgroup.procs"));
+    let mut r = l.spawn();
+    ready_or_panic(&s, &r, &["rec"]);
+    assert!(
+        wait_until(READY, || cg.refusals() > 0),
+        "the bomb never hit pids.max"
+    );
+    r.signal(SIGUSR1);
+    assert!(
+        wait_until(Duration::from_secs(5), || s.count("rec", "got USR1") >= 1),
+        "USR1 not forwarded under the fork bomb\n{}",
+        r.out()
+    );
+    let t0 = Instant::now();
+    r.signal(SIGTERM);
+    let exit = r.expect_exit(EXIT);
+    let took = t0.elapsed();
+    assert_eq!(exit, Exit::Code(143), "{}\n{}", r.out(), r.err());
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    r.assert_no_panic();
+    r.assert_clean();
+}
+
+struct PidsCgroup {
+    dir: std::path::PathBuf,
+}
+
+impl PidsCgroup {
+    /// A child cgroup of the pids controller (v2 `unified` with pids enabled, or v1 `pids`).
+    fn create(max: u32) -> Option<PidsCgroup> {
+        let name = unique("procrun-pid1");
+        for base in ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"] {
+            let base = std::path::Path::new(base);
+            if !base.join("cgroup.procs").exists() {
+                continue;
+            }
+            let dir = base.join(&name);
+            if std::fs::create_dir(&dir).is_err() {
+                continue;
+            }
+            if std::fs::write(dir.join("pids.max"), max.to_string()).is_ok() {
+                return Some(PidsCgroup { dir });
+            }
+            let _ = std::fs::remove_dir(&dir);
+        }
+        None
+    }
+
+    fn refusals(&self) -> u64 {
+        std::fs::read_to_string(self.dir.join("pids.events"))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("max "))
+                    .and_then(|n| n.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for PidsCgroup {
+    fn drop(&mut self) {
+        let procs = self.dir.join("cgroup.procs");
+        let _ = wait_until(Duration::from_secs(5), || {
+            let t = std::fs::read_to_string(&procs).unwrap_or_default();
+            for p in t.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                // SAFETY: kill(2) on members of our own test cgroup.
+                unsafe { libc::kill(p, SIGKILL) };
+            }
+            t.trim().is_empty()
+        });
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `procrun run -- CMD` as a single-command init
+
+fn run_exit_codes(mode: Mode) {
+    let s = Scratch::new("runcodes");
+    for (cmd, want) in [
+        ("exit 7", 7),
+        ("exit 0", 0),
+        ("kill -KILL $$", 137),
+        ("kill -USR1 $$", 138),
+    ] {
+        let mut r = Launch::new(mode, &s.dir, &["run", "--", "sh", "-c", cmd]).spawn();
+        assert_eq!(
+            r.expect_exit(EXIT),
+            Exit::Code(want),
+            "`{cmd}`: {}",
+            r.err()
+        );
+        r.assert_no_panic();
+        r.assert_clean();
+    }
+}
+
+fn run_forwards_signals(mode: Mode) {
+    let s = Scratch::new("runfwd");
+    let rec = s.recorder("r", 0.1);
+    let argv: Vec<&str> = rec.split(' ').collect();
+    let mut args = vec!["run", "--"];
+    args.extend(argv);
+    let mut r = Launch::new(mode, &s.dir, &args).spawn();
+    ready_or_panic(&s, &r, &["r"]);
+    for (sig, name) in [(SIGUSR1, "USR1"), (SIGUSR2, "USR2"), (SIGWINCH, "WINCH")] {
+        r.signal(sig);
+        assert!(
+            wait_until(READY, || s.count("r", &format!("got {name}")) == 1),
+            "{name} not forwarded: {}",
+            s.read("r")
+        );
+    }
+    r.signal(SIGTERM);
+    let exit = r.expect_exit(EXIT);
+    assert_eq!(s.count("r", "got TERM"), 1, "{}", s.read("r"));
+    assert_eq!(s.count("r", "clean exit"), 1, "{}", s.read("r"));
+    // The recorder exits 0 after its cleanup: `run` passes the child's code through.
+    assert_eq!(exit, Exit::Code(0), "{}", r.err());
+    r.assert_clean();
+}
+
+fn run_reaps_zombies(mode: Mode) {
+    let s = Scratch::new("runreap");
+    let cmd = format!(
+        "for i in $(seq 20); do (sleep 0.2 &); done; echo ready >> {}; exec sleep 100",
+        s.path("m").display()
+    );
+    let mut r = Launch::new(mode, &s.dir, &["run", "--", "sh", "-c", &cmd]).spawn();
+    ready_or_panic(&s, &r, &["m"]);
+    // procrun -> sh -c "sh -c '...'" (or the exec'd sleep directly): 1 or 2 managed processes.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let d = descendants(r.pid);
+            d.iter().all(|p| p.state != 'Z') && d.iter().filter(|p| p.comm == "sleep").count() == 1
+        }),
+        "orphans not reaped:\n{}",
+        describe(r.pid)
+    );
+    r.signal(SIGTERM);
+    assert_eq!(r.expect_exit(EXIT), Exit::Code(143), "{}", r.err());
+    r.assert_clean();
+}
