@@ -64,13 +64,15 @@ struct Proc {
     kill_sent: bool,
 }
 
+/// Where the run is. In both stopping phases, `killed` says SIGKILL has gone out.
 enum Phase {
     Running,
-    /// Stopping the managed processes; SIGKILL at the deadline.
+    /// Stopping the managed processes; SIGKILL to their groups at `deadline`.
     Stopping {
         deadline: Instant,
+        killed: bool,
     },
-    /// Managed processes are gone; leftovers get until the deadline.
+    /// Managed processes are gone; leftover descendants get SIGKILL at `deadline`.
     Sweeping {
         deadline: Instant,
         killed: bool,
@@ -301,19 +303,14 @@ impl Supervisor {
             self.publish();
         }
         match self.phase {
-            Phase::Stopping { deadline } if now >= deadline => self.kill_all(),
-            Phase::Sweeping {
+            Phase::Stopping {
                 deadline,
                 killed: false,
-            } if now >= deadline => {
-                for (pid, _) in reaper::descendants() {
-                    reaper::signal_pid(pid, Signal::SIGKILL);
-                }
-                self.phase = Phase::Sweeping {
-                    deadline,
-                    killed: true,
-                };
             }
+            | Phase::Sweeping {
+                deadline,
+                killed: false,
+            } if now >= deadline => self.kill_all(),
             _ => {}
         }
         if !matches!(self.phase, Phase::Sweeping { .. }) && self.procs.iter().all(|p| p.stopped) {
@@ -346,6 +343,7 @@ impl Supervisor {
         }
         self.phase = Phase::Stopping {
             deadline: Instant::now() + self.timeout,
+            killed: false,
         };
         for p in self
             .procs
@@ -360,7 +358,8 @@ impl Supervisor {
         }
     }
 
-    /// SIGKILL to every managed group still running, once each.
+    /// SIGKILL to every managed group still running (once each), or, in the sweep, to every
+    /// leftover descendant.
     fn kill_all(&mut self) {
         if matches!(self.phase, Phase::Running) {
             self.begin_shutdown();
@@ -375,28 +374,22 @@ impl Supervisor {
             reaper::signal_group(p.pid, Signal::SIGKILL);
             p.kill_sent = true;
         }
-        if let Phase::Stopping { .. } = self.phase {
-            self.phase = Phase::Stopping {
-                deadline: Instant::now() + Duration::from_secs(3600),
-            };
-        }
-        if let Phase::Sweeping {
-            deadline,
-            killed: false,
-        } = self.phase
-        {
-            let _ = deadline;
-            self.phase = Phase::Sweeping {
-                deadline: Instant::now(),
-                killed: false,
-            };
+        match &mut self.phase {
+            Phase::Stopping { killed, .. } => *killed = true,
+            Phase::Sweeping { killed, .. } if !*killed => {
+                for (pid, _) in reaper::descendants() {
+                    reaper::signal_pid(pid, Signal::SIGKILL);
+                }
+                *killed = true;
+            }
+            _ => {}
         }
     }
 
     /// Every managed process has stopped: terminate whatever descendants are left.
     fn begin_sweep(&mut self) {
         let grace_end = match self.phase {
-            Phase::Stopping { deadline } => deadline,
+            Phase::Stopping { deadline, .. } => deadline,
             _ => Instant::now() + self.timeout,
         };
         let escalated = self.shutdown_signals > 1;
@@ -443,13 +436,15 @@ impl Supervisor {
             .filter(|p| !p.stopped)
             .filter_map(|p| p.reaped_at.map(|at| at + DRAIN));
         let phase = match self.phase {
-            Phase::Running => None,
-            Phase::Stopping { deadline } => Some(deadline),
-            Phase::Sweeping {
+            Phase::Stopping {
+                deadline,
+                killed: false,
+            }
+            | Phase::Sweeping {
                 deadline,
                 killed: false,
             } => Some(deadline),
-            Phase::Sweeping { killed: true, .. } => None,
+            _ => None,
         };
         drains.chain(phase).min()
     }
