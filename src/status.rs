@@ -93,6 +93,8 @@ pub struct StatusBoard {
     procs: RefCell<Vec<ProcStatus>>,
     entries: RefCell<Vec<Entry>>,
     listener: RefCell<Option<std::net::TcpListener>>,
+    /// Set when shutdown begins: from then on `/health` answers 503.
+    stopping: std::cell::Cell<bool>,
 }
 
 impl StatusBoard {
@@ -130,6 +132,11 @@ impl StatusBoard {
             }
         }
         *self.procs.borrow_mut() = procs;
+    }
+
+    /// Marks the run as shutting down (load balancers should stop sending traffic).
+    pub fn set_stopping(&self) {
+        self.stopping.set(true);
     }
 
     /// A copy of the snapshot.
@@ -318,6 +325,7 @@ pub fn setup(
         procs: RefCell::new(Vec::new()),
         entries: RefCell::new(entries),
         listener: RefCell::new(Some(listener)),
+        stopping: std::cell::Cell::new(false),
     })))
 }
 
@@ -473,7 +481,11 @@ fn route(head: &[u8], board: &StatusBoard) -> Vec<u8> {
     let path = target.split('?').next().unwrap_or("");
     match path {
         "/health" => {
-            let (code, body) = health(&board.view());
+            let (mut code, mut body) = health(&board.view());
+            if board.stopping.get() {
+                code = 503;
+                body = format!("stopping (procrun is shutting down); {body}");
+            }
             response(
                 code,
                 "text/plain; charset=utf-8",

@@ -345,6 +345,9 @@ impl Supervisor {
             deadline: Instant::now() + self.timeout,
             killed: false,
         };
+        if let Some(board) = &self.board {
+            board.set_stopping();
+        }
         for p in self
             .procs
             .iter_mut()
