@@ -29,3 +29,26 @@ pub fn warn(message: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "procrun: {message}");
 }
+
+/// The single-threaded runtime every event loop of procrun runs on; `None` (after a warning)
+/// if it cannot be built.
+pub fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            warn(&format!("cannot start the event loop: {e}"));
+            None
+        }
+    }
+}
+
+/// Runs a command's event loop (local tasks allowed) to completion; returns its exit code.
+pub fn block_on_local(main: impl std::future::Future<Output = i32>) -> i32 {
+    match runtime() {
+        Some(rt) => tokio::task::LocalSet::new().block_on(&rt, main),
+        None => error::EXIT_BAD_INPUT,
+    }
+}

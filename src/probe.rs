@@ -485,18 +485,7 @@ pub fn run(args: &ProbeArgs) -> i32 {
             }
         }
     }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            crate::warn(&format!("probe: cannot start the event loop: {e}"));
-            return 1;
-        }
-    };
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, run_async(args, Rc::new(targets)))
+    crate::block_on_local(run_async(args, Rc::new(targets)))
 }
 
 async fn run_async(args: &ProbeArgs, targets: Rc<Vec<Target>>) -> i32 {

@@ -26,17 +26,7 @@ pub fn shell_quote(word: &str) -> String {
 
 /// Runs the command; returns procrun's exit code.
 pub fn run(argv: &[String], overlay: &[(String, String)], mask: &SigSet, timeout: Duration) -> i32 {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            crate::warn(&format!("cannot start the event loop: {e}"));
-            return crate::error::EXIT_BAD_INPUT;
-        }
-    };
-    rt.block_on(run_async(argv, overlay, mask, timeout))
+    crate::block_on_local(run_async(argv, overlay, mask, timeout))
 }
 
 async fn run_async(

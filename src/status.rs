@@ -636,15 +636,8 @@ pub fn run(args: &StatusArgs) -> i32 {
             IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
         });
     }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            crate::warn(&format!("status: cannot start the event loop: {e}"));
-            return 1;
-        }
+    let Some(rt) = crate::runtime() else {
+        return 1;
     };
     let fetched = rt.block_on(async {
         tokio::time::timeout(args.timeout, async {

@@ -98,18 +98,7 @@ enum Event {
 
 /// Runs the plan; returns procrun's exit code.
 pub fn run(plan: Plan, printer: Rc<Printer>) -> i32 {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            crate::warn(&format!("cannot start the event loop: {e}"));
-            return crate::error::EXIT_BAD_INPUT;
-        }
-    };
-    let local = tokio::task::LocalSet::new();
-    let code = local.block_on(&rt, run_async(plan, Rc::clone(&printer)));
+    let code = crate::block_on_local(run_async(plan, Rc::clone(&printer)));
     let left = printer.finish(std::time::Instant::now() + Duration::from_secs(2));
     if left > 0 {
         crate::warn(&format!(
@@ -348,16 +337,30 @@ impl Supervisor {
         if let Some(board) = &self.board {
             board.set_stopping();
         }
-        for p in self
-            .procs
-            .iter_mut()
-            .filter(|p| p.status.is_none() && !p.term_sent)
-        {
-            self.printer
-                .system(&format!("sending SIGTERM to {} (pid {})", p.name, p.pid));
-            reaper::signal_group(p.pid, Signal::SIGTERM);
+        self.signal_running(Signal::SIGTERM);
+    }
+
+    /// Sends SIGTERM or SIGKILL to the group of every managed process not yet reaped, at most
+    /// once per group and signal, with honcho's `sending SIG... to web.1 (pid N)` line.
+    fn signal_running(&mut self, sig: Signal) {
+        for p in self.procs.iter_mut().filter(|p| p.status.is_none()) {
+            let sent = if sig == Signal::SIGKILL {
+                &mut p.kill_sent
+            } else {
+                &mut p.term_sent
+            };
+            if *sent {
+                continue;
+            }
+            *sent = true;
+            self.printer.system(&format!(
+                "sending {} to {} (pid {})",
+                sig.as_str(),
+                p.name,
+                p.pid
+            ));
+            reaper::signal_group(p.pid, sig);
             self.signalled_groups.insert(p.pid.as_raw());
-            p.term_sent = true;
         }
     }
 
@@ -367,16 +370,7 @@ impl Supervisor {
         if matches!(self.phase, Phase::Running) {
             self.begin_shutdown();
         }
-        for p in self
-            .procs
-            .iter_mut()
-            .filter(|p| p.status.is_none() && !p.kill_sent)
-        {
-            self.printer
-                .system(&format!("sending SIGKILL to {} (pid {})", p.name, p.pid));
-            reaper::signal_group(p.pid, Signal::SIGKILL);
-            p.kill_sent = true;
-        }
+        self.signal_running(Signal::SIGKILL);
         match &mut self.phase {
             Phase::Stopping { killed, .. } => *killed = true,
             Phase::Sweeping { killed, .. } if !*killed => {
