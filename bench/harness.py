@@ -871,7 +871,7 @@ def build_report(b, results, info):
         rep.detail('throughput: 4 x %d lines of %d B (block-buffered awk), stdout to a file; exec -> exit'
                    % (a.lines, TP_LINE_BYTES), r,
                    [('lines/s', 'lines_s', 'median', 'lines/s'), ('median ms', 'ms', 'median', 'ms'),
-                    ('lost', 'lost', 'max', ''), ('dup', 'dup', 'max', ''), ('torn', 'torn', 'max', ''),
+                    ('whole lines (min)', 'ok', 'min', ''), ('lost', 'lost', 'max', ''), ('dup', 'dup', 'max', ''), ('torn', 'torn', 'max', ''),
                     ('misattr', 'misattributed', 'max', ''), ('reorder', 'reordered', 'max', ''),
                     ('stray', 'stray', 'max', ''), ('rc', 'rc', 'mode', '')])
         rep.notes.append('throughput loss check: lost/dup/torn/misattr/reorder/stray are the worst trial; '
