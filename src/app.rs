@@ -34,6 +34,7 @@ pub fn main(mask: SigSet) -> i32 {
         Command::Check => check(&cli.common, &os),
         Command::Probe(args) => Ok(crate::probe::run(args)),
         Command::Status(args) => Ok(crate::status::run(args)),
+        Command::Export(args) => crate::export::run(&cli.common, args, &os),
         Command::Version => {
             use std::io::Write;
             let _ = writeln!(std::io::stdout(), "procrun {}", env!("CARGO_PKG_VERSION"));

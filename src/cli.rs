@@ -107,6 +107,8 @@ pub enum Command {
     Probe(crate::probe::ProbeArgs),
     /// Show the processes of a running `procrun start --status-addr ...`
     Status(crate::status::StatusArgs),
+    /// Write the Procfile as supervisord, systemd, upstart or runit configuration (honcho's export)
+    Export(crate::export::ExportArgs),
     /// Print the version
     Version,
 }

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod envfile;
 pub mod error;
+pub mod export;
 pub mod output;
 pub mod probe;
 pub mod procfile;
