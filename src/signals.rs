@@ -30,9 +30,10 @@ pub fn handled_set() -> SigSet {
     set
 }
 
-/// Blocks every asynchronous signal in the calling (main) thread; returns the mask procrun
-/// inherited, to be restored in children.
-pub fn block_all() -> SigSet {
+/// The mask procrun inherited, saved by whichever of `block_at_load` / `block_all` ran first.
+static INHERITED: std::sync::OnceLock<SigSet> = std::sync::OnceLock::new();
+
+fn block_now() -> SigSet {
     let mut old = SigSet::empty();
     // Cannot fail with valid arguments; if it did, signals would simply stay unblocked.
     let _ = nix::sys::signal::pthread_sigmask(
@@ -41,6 +42,19 @@ pub fn block_all() -> SigSet {
         Some(&mut old),
     );
     old
+}
+
+/// Blocks every asynchronous signal; for the binary's `.init_array` constructor, which runs
+/// before Rust's runtime and `main`. That narrows the window in which the kernel discards a
+/// signal sent to a fresh PID 1 to the program loader's own work.
+pub extern "C" fn block_at_load() {
+    let _ = INHERITED.set(block_now());
+}
+
+/// Blocks every asynchronous signal in the calling (main) thread, if the constructor has not
+/// already; returns the mask procrun inherited, to be restored in children.
+pub fn block_all() -> SigSet {
+    *INHERITED.get_or_init(block_now)
 }
 
 /// Restores a signal mask (used by `run` after exec'ing nothing else... and in tests).
