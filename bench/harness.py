@@ -128,6 +128,7 @@ def memory(pid):
     procs = own_processes(pid)
     pss = [kb_field('/proc/%d/smaps_rollup' % p, 'Pss') for p in procs]
     return {'rss_kb': kb_field('/proc/%d/status' % pid, 'VmRSS'),
+            'anon_kb': kb_field('/proc/%d/status' % pid, 'RssAnon'),
             'pss_kb': sum(x for x in pss if x is not None) if any(x is not None for x in pss) else None,
             'procs': len(procs)}
 
@@ -882,9 +883,10 @@ def build_report(b, results, info):
                     target=t_rss(4096 if n >= 100 else None))
             rep.add('PSS of all supervisor processes, %d children' % n, 'kB', r, 'pss_kb', target=t_rss(None))
             rep.detail('memory with %d idle children (exec sleep 300)' % n, r,
-                       [('VmRSS', 'rss_kb', 'median', 'kB'), ('PSS (own procs)', 'pss_kb', 'median', 'kB'),
-                        ('own procs', 'procs', 'mode', '')])
-        rep.notes.append('VmRSS is the supervisor pid alone; PSS (from /proc/PID/smaps_rollup) is summed over '
+                       [('VmRSS', 'rss_kb', 'median', 'kB'), ('RssAnon', 'anon_kb', 'median', 'kB'),
+                        ('PSS (own procs)', 'pss_kb', 'median', 'kB'), ('own procs', 'procs', 'mode', '')])
+        rep.notes.append('VmRSS is the supervisor pid alone (RssAnon: its private heap/stack part, without '
+                         'mapped files such as the binary and libc); PSS (from /proc/PID/smaps_rollup) is summed over '
                          'the supervisor pid and its descendants running the same executable (honcho forks one '
                          'Python helper per child), not the children\'s shells or sleeps')
     if 'shutdown' in results:
@@ -933,6 +935,11 @@ def machine(args):
     rev = first_line(['git', '-C', repo, 'log', '-1', '--format=%h %s', '--', 'src', 'Cargo.toml', 'Cargo.lock'])
     if first_line(['git', '-C', repo, 'status', '--porcelain', '--', 'src', 'Cargo.toml']) not in ('?', ''):
         rev += ' (+ uncommitted changes in src/)'
+    if args.procrun:
+        with open(args.procrun, 'rb') as f:
+            head = f.read(4096)
+        rev += ' (%s, %s)' % (os.path.relpath(args.procrun, repo),
+                              'dynamically linked' if b'/ld-' in head else 'static')
     return {
         'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
         'nproc': os.cpu_count(), 'cpu': cpu, 'kernel': platform.release(),
