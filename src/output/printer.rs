@@ -344,8 +344,11 @@ fn writer(shared: &Shared) {
 
 fn write_all_stdout(mut data: &[u8]) -> std::io::Result<()> {
     use nix::errno::Errno;
-    // SAFETY: fd 1 stays open for the life of the process; procrun never closes it.
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(1) };
+    use std::os::fd::AsFd;
+    // Raw writes on fd 1: std's `Stdout` is only used for its descriptor (no buffering, no
+    // lock, no panic on EPIPE).
+    let stdout = std::io::stdout();
+    let fd = stdout.as_fd();
     while !data.is_empty() {
         match nix::unistd::write(fd, data) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
