@@ -67,20 +67,17 @@ async fn run_async(
     let mut killed = false;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
-        let mut no_children = false;
-        if reaper::reap(|pid, status| {
+        let children = reaper::reap(|pid, status| {
             if pid == child.pid {
                 code = crate::error::status_code(&status);
             }
-        }) == Children::None
-        {
-            no_children = true;
-        }
+        });
         if code.is_some() {
-            let left = reaper::descendants();
-            if no_children && left.is_empty() {
+            // No children means no descendants: orphans come back to procrun (subreaper).
+            if children == Children::None {
                 break;
             }
+            let left = reaper::descendants();
             match deadline {
                 None => {
                     for (pid, _) in &left {

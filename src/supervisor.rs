@@ -371,15 +371,14 @@ impl Supervisor {
             self.begin_shutdown();
         }
         self.signal_running(Signal::SIGKILL);
-        match &mut self.phase {
-            Phase::Stopping { killed, .. } => *killed = true,
-            Phase::Sweeping { killed, .. } if !*killed => {
-                for (pid, _) in reaper::descendants() {
-                    reaper::signal_pid(pid, Signal::SIGKILL);
-                }
-                *killed = true;
+        let sweep_pending = matches!(self.phase, Phase::Sweeping { killed: false, .. });
+        if sweep_pending {
+            for (pid, _) in self.leftovers() {
+                reaper::signal_pid(pid, Signal::SIGKILL);
             }
-            _ => {}
+        }
+        if let Phase::Stopping { killed, .. } | Phase::Sweeping { killed, .. } = &mut self.phase {
+            *killed = true;
         }
     }
 
@@ -395,7 +394,7 @@ impl Supervisor {
         } else {
             grace_end.max(Instant::now() + SWEEP_GRACE)
         };
-        let left = reaper::descendants();
+        let left = self.leftovers();
         let mut termed = 0;
         for (pid, pgid) in &left {
             // Members of groups that already got SIGTERM are not signalled twice.
@@ -414,16 +413,25 @@ impl Supervisor {
         };
     }
 
+    /// Live descendants after a reaping pass. When `waitpid` reports no children there are
+    /// none (an orphan is re-parented to procrun, the subreaper, before its parent can be
+    /// reaped), so `/proc` is only read while something is left.
+    fn leftovers(&mut self) -> Vec<(Pid, Pid)> {
+        self.on_sigchld();
+        if self.no_children {
+            Vec::new()
+        } else {
+            reaper::descendants()
+        }
+    }
+
     fn finished(&mut self) -> bool {
         if !matches!(self.phase, Phase::Sweeping { .. }) {
             return false;
         }
-        if self.no_children && reaper::descendants().is_empty() {
-            return true;
-        }
         // Reap whatever exited (a coalesced SIGCHLD may still be pending).
         self.on_sigchld();
-        self.no_children && reaper::descendants().is_empty()
+        self.no_children
     }
 
     fn next_deadline(&self) -> Option<Instant> {
