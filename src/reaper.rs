@@ -95,9 +95,27 @@ pub fn descendants() -> Vec<(Pid, Pid)> {
     out
 }
 
-/// Sends `sig` to a process group, ignoring "no such process".
-pub fn signal_group(pgid: Pid, sig: Signal) {
-    let _ = nix::sys::signal::killpg(pgid, sig);
+/// True when the process is stopped (state `T`, e.g. by SIGSTOP or Ctrl-Z).
+pub fn is_stopped(pid: Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rfind(')')
+                .map(|i| stat[i + 1..].trim_start().starts_with('T'))
+        })
+        .unwrap_or(false)
+}
+
+/// Sends `sig` to the process group led by `leader`, a child procrun has not reaped yet.
+///
+/// Right after `fork` the child may not have called `setsid` yet, so its group does not exist
+/// and `killpg` fails with ESRCH: then the signal goes to the child itself, where it stays
+/// pending (the child still has every signal blocked) until the child restores its mask, just
+/// before exec. So a signal is never lost in that window.
+pub fn signal_group(leader: Pid, sig: Signal) {
+    if nix::sys::signal::killpg(leader, sig) == Err(Errno::ESRCH) {
+        let _ = kill(leader, sig);
+    }
 }
 
 /// Sends `sig` to one process, ignoring "no such process".

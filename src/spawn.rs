@@ -1,16 +1,21 @@
-//! Starting children: `/bin/sh -c COMMAND` in its own session and process group, stdin `/dev/null`,
-//! stdout and stderr on one pipe, the inherited signal mask restored. All `pre_exec` code
-//! (the only `unsafe` of spawning) lives here.
+//! Starting children: `/bin/sh -c COMMAND` in its own session and process group, stdin
+//! `/dev/null`, stdout and stderr on one pipe, the inherited signal mask restored.
 //!
-//! `std::process::Command` is used only to fork and exec: the `Child` is dropped at once and
-//! never waited for, because the reaper owns every `waitpid` (a second waiter steals statuses).
+//! procrun forks and execs by itself rather than through `std::process::Command`, for two
+//! reasons: std's spawn blocks the parent until the child has exec'd (which serialises starting
+//! many processes and delays reading the first ones' output), and std would need a `pre_exec`
+//! closure anyway to restore the signal mask. Everything the child needs (argv, envp, file
+//! descriptors) is prepared before `fork`, so the child only makes async-signal-safe system
+//! calls. Nothing here waits: the reaper owns every `waitpid`. An exec failure ends the child
+//! with 127 (not found) or 126 (not executable), as a shell would.
 
-use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::fcntl::{FcntlArg, OFlag, fcntl, open};
 use nix::sys::signal::SigSet;
+use nix::sys::stat::Mode;
 use nix::unistd::Pid;
-use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 /// A started child.
 pub struct Spawned {
@@ -21,10 +26,36 @@ pub struct Spawned {
 
 /// How the child's stdio is wired.
 pub enum Stdio3 {
-    /// stdin `/dev/null`, stdout+stderr on a new pipe (Procfile processes).
+    /// stdin `/dev/null`, stdout+stderr on a new pipe, a new session (Procfile processes).
     Piped,
-    /// Inherit procrun's stdin/stdout/stderr and take the terminal's foreground (`run`).
+    /// Inherit procrun's stdin/stdout/stderr; a new process group in procrun's session that
+    /// takes the terminal's foreground when stdin is a terminal (`run`).
     Inherit,
+}
+
+fn cstring(bytes: &[u8]) -> std::io::Result<CString> {
+    CString::new(bytes)
+        .map_err(|_| std::io::Error::other("argument or variable contains a NUL byte"))
+}
+
+/// procrun's environment with `overlay` applied (later entries win), as `KEY=VALUE` strings.
+fn environment(overlay: &[(String, String)]) -> std::io::Result<Vec<CString>> {
+    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    for (k, v) in overlay {
+        let (k, v) = (OsString::from(k), OsString::from(v));
+        match vars.iter_mut().find(|(key, _)| *key == k) {
+            Some(slot) => slot.1 = v,
+            None => vars.push((k, v)),
+        }
+    }
+    vars.into_iter()
+        .map(|(k, v)| {
+            let mut kv = k.into_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            cstring(&kv)
+        })
+        .collect()
 }
 
 /// Starts `argv` with the environment overlay applied on top of procrun's environment.
@@ -34,57 +65,87 @@ pub fn spawn(
     mask: &SigSet,
     stdio: Stdio3,
 ) -> std::io::Result<Spawned> {
-    let mut cmd = Command::new(argv[0]);
-    cmd.args(&argv[1..])
-        .envs(overlay.iter().map(|(k, v)| (k, v)));
-    let mut output = None;
-    let keep_session = matches!(stdio, Stdio3::Inherit);
-    let foreground = match stdio {
-        Stdio3::Piped => {
-            let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-            fcntl(&r, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
-            cmd.stdin(Stdio::null())
-                .stdout(Stdio::from(w.try_clone()?))
-                .stderr(Stdio::from(w));
-            output = Some(r);
-            false
-        }
-        Stdio3::Inherit => nix::unistd::isatty(std::io::stdin()).unwrap_or(false),
+    let path = cstring(OsStr::new(argv[0]).as_bytes())?;
+    let args: Vec<CString> = argv
+        .iter()
+        .map(|a| cstring(a.as_bytes()))
+        .collect::<Result<_, _>>()?;
+    let env = environment(overlay)?;
+    let mut arg_ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    arg_ptrs.push(std::ptr::null());
+    let mut env_ptrs: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    env_ptrs.push(std::ptr::null());
+
+    let piped = matches!(stdio, Stdio3::Piped);
+    let (devnull, pipe) = if piped {
+        let devnull = open(
+            "/dev/null",
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        fcntl(&r, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+        (Some(devnull), Some((r, w)))
+    } else {
+        (None, None)
     };
+    let foreground = !piped && nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
+    let stdin_fd = devnull.as_ref().map(|f| f.as_raw_fd());
+    let out_fd = pipe.as_ref().map(|(_, w)| w.as_raw_fd());
     let mask = *mask;
-    // SAFETY: runs in the forked child before exec, where only async-signal-safe calls are
-    // allowed: setsid, setpgid, tcsetpgrp and sigprocmask are, and nothing here allocates or locks.
-    // SIGTTOU is still blocked at the tcsetpgrp call (procrun blocks it), so a background
-    // group may take the terminal; the mask procrun inherited is restored last, because
-    // std's Command would otherwise pass procrun's fully blocked mask to the child.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Procfile processes lead their own session, as with honcho (`setsid`); `run`'s
-            // command keeps procrun's session so that it can own the terminal.
-            let ok = if foreground || keep_session {
-                libc::setpgid(0, 0) == 0
-            } else {
+
+    // SAFETY: between `fork` and `execve` the child (a copy of one thread of a process that
+    // has another thread) may only make async-signal-safe calls. It calls dup2, setsid,
+    // setpgid, tcsetpgrp, sigaction, sigprocmask, execve and _exit, all async-signal-safe, on
+    // data prepared above (no allocation, no locks). SIGTTOU is still blocked at tcsetpgrp
+    // (procrun blocks it), so a background group may take the terminal. The mask procrun
+    // inherited is restored last.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: this is the child; see the comment above `fork`.
+        unsafe {
+            if let (Some(stdin_fd), Some(out_fd)) = (stdin_fd, out_fd) {
+                // dup2 clears close-on-exec on the new descriptors.
+                if libc::dup2(stdin_fd, 0) < 0
+                    || libc::dup2(out_fd, 1) < 0
+                    || libc::dup2(out_fd, 2) < 0
+                {
+                    libc::_exit(127);
+                }
+            }
+            let session = if piped {
                 libc::setsid() != -1
+            } else {
+                libc::setpgid(0, 0) == 0
             };
-            if !ok {
-                return Err(std::io::Error::last_os_error());
+            if !session {
+                libc::_exit(127);
             }
             if foreground {
                 libc::tcsetpgrp(0, libc::getpid());
             }
-            if libc::sigprocmask(libc::SIG_SETMASK, mask.as_ref(), std::ptr::null_mut()) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+            // Rust ignores SIGPIPE in procrun; children get the default back.
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            libc::sigprocmask(libc::SIG_SETMASK, mask.as_ref(), std::ptr::null_mut());
+            libc::execve(path.as_ptr(), arg_ptrs.as_ptr(), env_ptrs.as_ptr());
+            let errno = *libc::__errno_location();
+            libc::_exit(if errno == libc::EACCES || errno == libc::ENOEXEC {
+                126
+            } else {
+                127
+            });
+        }
     }
-    let child = cmd.spawn()?;
-    let pid = Pid::from_raw(child.id() as i32);
-    // Dropping `cmd` closes our copies of the pipe's write end, so EOF arrives when the child
-    // and its descendants close theirs. Dropping `child` does not wait.
-    drop(cmd);
-    drop(child);
-    Ok(Spawned { pid, output })
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // Our copies of the pipe's write end and /dev/null close here, so EOF arrives when the
+    // child and its descendants close theirs.
+    drop(devnull);
+    Ok(Spawned {
+        pid: Pid::from_raw(pid),
+        output: pipe.map(|(r, _w)| r),
+    })
 }
 
 /// The argv for a Procfile command.

@@ -1,10 +1,10 @@
 //! `procrun start`: the event loop.
 //!
 //! Theory of operation. One task on a current-thread runtime owns all state and `select!`s
-//! over four sources: the signalfd (SIGCHLD → reap; INT/TERM/HUP/QUIT → shutdown; USR1, USR2,
-//! WINCH, CONT → forwarded), end-of-output events from the pipe readers, the status endpoint's
-//! nothing (it only reads snapshots), and the next deadline. Pipe readers are tasks that turn
-//! bytes into whole lines and hand them to the printer as they arrive.
+//! over three sources: the signalfd (SIGCHLD → reap; INT/TERM/HUP/QUIT → shutdown; USR1, USR2,
+//! WINCH, CONT → forwarded), end-of-output events from the pipe readers, and the next deadline.
+//! Pipe readers are local tasks that turn bytes into whole lines and hand them to the printer
+//! as they arrive; the status endpoint's tasks only read the snapshots `publish` leaves.
 //!
 //! A process *stops* when its shell is reaped and its pipe has reached EOF, or `DRAIN` after the
 //! reap if a background job still holds the pipe. The first process to stop ends the run:
@@ -181,8 +181,6 @@ async fn run_async(plan: Plan, printer: Rc<Printer>) -> i32 {
     }
     // A child may have exited before the loop started: reap once before waiting.
     sup.on_sigchld();
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         sup.advance();
         if sup.finished() {
@@ -194,8 +192,6 @@ async fn run_async(plan: Plan, printer: Rc<Printer>) -> i32 {
             signo = signals.recv() => sup.on_signal(signo),
             Some(Event::Eof(i)) = rx.recv() => sup.on_eof(i),
             _ = sleep_until_opt(deadline) => {}
-            // Leftovers that are not our children are polled in the sweep.
-            _ = tick.tick(), if matches!(sup.phase, Phase::Sweeping { .. }) => {}
         }
     }
     // Let the readers drain what is left in the pipes (everything is gone, so EOF is near).
@@ -361,6 +357,11 @@ impl Supervisor {
             ));
             reaper::signal_group(p.pid, sig);
             self.signalled_groups.insert(p.pid.as_raw());
+            // A stopped process cannot act on SIGTERM until it is continued (systemd does the
+            // same); running ones are not sent an extra signal.
+            if sig == Signal::SIGTERM && reaper::is_stopped(p.pid) {
+                reaper::signal_group(p.pid, Signal::SIGCONT);
+            }
         }
     }
 

@@ -449,3 +449,40 @@ fn children_get_the_inherited_signal_mask_not_procruns() {
     let (_, out, _) = run(&d, &["start", "--no-prefix"]);
     assert!(out.contains("SigBlk:\t0000000000000000"), "{out}");
 }
+
+/// T34: a stopped child (SIGSTOP, Ctrl-Z) is continued after SIGTERM so it can act on it.
+#[test]
+fn stopped_child_is_continued_after_sigterm() {
+    let d =
+        dir("web: trap 'echo got TERM; exit 0' TERM; echo ready; while :; do sleep 0.1; done\n");
+    let r = spawn(procrun(d.path(), &["start", "-t", "20"]));
+    r.wait_for("ready", T);
+    let out = r.stdout();
+    let pid: i32 = out
+        .split("pid=")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
+    // Wait until the shell is really stopped.
+    let end = Instant::now() + T;
+    while !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_default()
+        .contains(") T ")
+    {
+        assert!(Instant::now() < end, "child never stopped");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let start = Instant::now();
+    r.signal(Signal::SIGTERM);
+    let (code, out, _) = r.finish(T);
+    assert_eq!(code, 143, "{out}");
+    assert!(out.contains("got TERM"), "{out}");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "waited for the grace: {:?}",
+        start.elapsed()
+    );
+}
