@@ -4,11 +4,10 @@
 use crate::cli::{Cli, ColourWhen, Command, Common, StartArgs};
 use crate::config::{self, OsEnv};
 use crate::error::Error;
-use crate::output::printer::{Printer, Style};
+use crate::output::printer::Style;
 use clap::Parser;
 use nix::sys::signal::SigSet;
 use std::collections::HashSet;
-use std::rc::Rc;
 
 /// Runs procrun with the process's arguments; `mask` is the signal mask procrun inherited.
 pub fn main(mask: SigSet) -> i32 {
@@ -118,11 +117,6 @@ fn start(common: &Common, args: &StartArgs, os: &OsEnv, mask: SigSet) -> Result<
         timestamp_format: args.timestamp_format,
         format: args.log_format,
     };
-    let names: Vec<&str> = instances.iter().map(|i| i.name.as_str()).collect();
-    let printer = Printer::new(style, &names).map_err(|e| Error::Io {
-        context: "cannot start the output thread".into(),
-        source: e,
-    })?;
     let plan = crate::supervisor::Plan {
         instances,
         overlays,
@@ -131,7 +125,7 @@ fn start(common: &Common, args: &StartArgs, os: &OsEnv, mask: SigSet) -> Result<
         mask,
         board,
     };
-    Ok(crate::supervisor::run(plan, Rc::new(printer)))
+    Ok(crate::supervisor::run(plan, style))
 }
 
 fn run(

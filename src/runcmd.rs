@@ -52,6 +52,7 @@ async fn run_async(
     let command = format!("exec {}", words.join(" "));
     let child = match crate::spawn::spawn(
         &crate::spawn::shell(&command),
+        &crate::spawn::BaseEnv::inherit(),
         overlay,
         mask,
         crate::spawn::Stdio3::Inherit,

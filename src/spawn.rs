@@ -13,7 +13,7 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl, open};
 use nix::sys::signal::SigSet;
 use nix::sys::stat::Mode;
 use nix::unistd::Pid;
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CString, OsStr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
@@ -38,29 +38,31 @@ fn cstring(bytes: &[u8]) -> std::io::Result<CString> {
         .map_err(|_| std::io::Error::other("argument or variable contains a NUL byte"))
 }
 
-/// procrun's environment with `overlay` applied (later entries win), as `KEY=VALUE` strings.
-fn environment(overlay: &[(String, String)]) -> std::io::Result<Vec<CString>> {
-    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-    for (k, v) in overlay {
-        let (k, v) = (OsString::from(k), OsString::from(v));
-        match vars.iter_mut().find(|(key, _)| *key == k) {
-            Some(slot) => slot.1 = v,
-            None => vars.push((k, v)),
-        }
-    }
-    vars.into_iter()
-        .map(|(k, v)| {
-            let mut kv = k.into_vec();
-            kv.push(b'=');
-            kv.extend_from_slice(v.as_bytes());
-            cstring(&kv)
-        })
-        .collect()
+/// procrun's own environment as `KEY=VALUE` C strings, read once and shared by every spawn.
+pub struct BaseEnv {
+    vars: Vec<(Vec<u8>, CString)>,
 }
 
-/// Starts `argv` with the environment overlay applied on top of procrun's environment.
+impl BaseEnv {
+    /// Reads procrun's environment (procrun never changes it, so once is enough).
+    pub fn inherit() -> BaseEnv {
+        let vars = std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let key = k.into_vec();
+                let mut kv = key.clone();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                Some((key, CString::new(kv).ok()?))
+            })
+            .collect();
+        BaseEnv { vars }
+    }
+}
+
+/// Starts `argv` with the environment `base` plus `overlay` (overlay entries win).
 pub fn spawn(
     argv: &[&str],
+    base: &BaseEnv,
     overlay: &[(String, String)],
     mask: &SigSet,
     stdio: Stdio3,
@@ -70,10 +72,22 @@ pub fn spawn(
         .iter()
         .map(|a| cstring(a.as_bytes()))
         .collect::<Result<_, _>>()?;
-    let env = environment(overlay)?;
     let mut arg_ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     arg_ptrs.push(std::ptr::null());
-    let mut env_ptrs: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    let added: Vec<CString> = overlay
+        .iter()
+        .map(|(k, v)| cstring(format!("{k}={v}").as_bytes()))
+        .collect::<Result<_, _>>()?;
+    let overridden = |key: &[u8]| overlay.iter().any(|(k, _)| k.as_bytes() == key);
+    let mut env_ptrs: Vec<*const libc::c_char> =
+        Vec::with_capacity(base.vars.len() + added.len() + 1);
+    env_ptrs.extend(
+        base.vars
+            .iter()
+            .filter(|(k, _)| !overridden(k))
+            .map(|(_, kv)| kv.as_ptr()),
+    );
+    env_ptrs.extend(added.iter().map(|kv| kv.as_ptr()));
     env_ptrs.push(std::ptr::null());
 
     let piped = matches!(stdio, Stdio3::Piped);

@@ -15,7 +15,7 @@
 
 use crate::config::Instance;
 use crate::output::lines::LineSplitter;
-use crate::output::printer::Printer;
+use crate::output::printer::{Printer, Style};
 use crate::reaper::{self, Children};
 use crate::spawn;
 use crate::status::{ProcStatus, StatusBoard};
@@ -97,8 +97,36 @@ enum Event {
 }
 
 /// Runs the plan; returns procrun's exit code.
-pub fn run(plan: Plan, printer: Rc<Printer>) -> i32 {
-    let code = crate::block_on_local(run_async(plan, Rc::clone(&printer)));
+///
+/// The children are forked first, before the output thread and the event loop are built, so
+/// that their start-up overlaps procrun's own (their output waits in the pipes meanwhile).
+pub fn run(plan: Plan, style: Style) -> i32 {
+    reaper::become_subreaper();
+    let base_env = spawn::BaseEnv::inherit();
+    let mut spawned = Vec::with_capacity(plan.instances.len());
+    let mut failure = None;
+    for (inst, overlay) in plan.instances.iter().zip(&plan.overlays) {
+        let argv = spawn::shell(&inst.command);
+        match spawn::spawn(&argv, &base_env, overlay, &plan.mask, spawn::Stdio3::Piped) {
+            Ok(child) => spawned.push(child),
+            Err(e) => {
+                failure = Some(format!("cannot start {}: {e}", inst.name));
+                break;
+            }
+        }
+    }
+    let names: Vec<&str> = plan.instances.iter().map(|i| i.name.as_str()).collect();
+    let printer = match Printer::new(style, &names) {
+        Ok(p) => Rc::new(p),
+        Err(e) => {
+            crate::warn(&format!("cannot start the output thread: {e}"));
+            for child in &spawned {
+                reaper::signal_group(child.pid, Signal::SIGKILL);
+            }
+            return crate::error::EXIT_BAD_INPUT;
+        }
+    };
+    let code = crate::block_on_local(run_async(plan, Rc::clone(&printer), spawned, failure));
     let left = printer.finish(std::time::Instant::now() + Duration::from_secs(2));
     if left > 0 {
         crate::warn(&format!(
@@ -108,7 +136,12 @@ pub fn run(plan: Plan, printer: Rc<Printer>) -> i32 {
     code
 }
 
-async fn run_async(plan: Plan, printer: Rc<Printer>) -> i32 {
+async fn run_async(
+    plan: Plan,
+    printer: Rc<Printer>,
+    spawned: Vec<spawn::Spawned>,
+    failure: Option<String>,
+) -> i32 {
     let mut signals = match crate::signals::Signals::new() {
         Ok(s) => s,
         Err(e) => {
@@ -116,7 +149,6 @@ async fn run_async(plan: Plan, printer: Rc<Printer>) -> i32 {
             return crate::error::EXIT_BAD_INPUT;
         }
     };
-    reaper::become_subreaper();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let read_buf = Rc::new(RefCell::new(vec![0u8; 64 * 1024]));
     let mut sup = Supervisor {
@@ -131,45 +163,35 @@ async fn run_async(plan: Plan, printer: Rc<Printer>) -> i32 {
         no_children: false,
         board: plan.board.clone(),
     };
-    for (inst, overlay) in plan.instances.iter().zip(&plan.overlays) {
-        match spawn::spawn(
-            &spawn::shell(&inst.command),
-            overlay,
-            &plan.mask,
-            spawn::Stdio3::Piped,
-        ) {
-            Ok(child) => {
-                let quiet = plan.quiet.contains(&inst.type_name);
-                let index = printer.add_source(&inst.name, child.pid.as_raw() as u32, quiet);
-                printer.system(&format!("{} started (pid={})", inst.name, child.pid));
-                sup.procs.push(Proc {
-                    name: inst.name.clone(),
-                    pid: child.pid,
-                    status: None,
-                    reaped_at: None,
-                    eof: false,
-                    stopped: false,
-                    term_sent: false,
-                    kill_sent: false,
-                });
-                if let Some(fd) = child.output {
-                    let reader = read_output(
-                        index,
-                        fd,
-                        Rc::clone(&printer),
-                        tx.clone(),
-                        Rc::clone(&read_buf),
-                    );
-                    tokio::task::spawn_local(reader);
-                }
-            }
-            Err(e) => {
-                crate::warn(&format!("cannot start {}: {e}", inst.name));
-                sup.exit_code.get_or_insert(crate::error::EXIT_BAD_INPUT);
-                sup.begin_shutdown();
-                break;
-            }
+    for (inst, child) in plan.instances.iter().zip(spawned) {
+        let quiet = plan.quiet.contains(&inst.type_name);
+        let index = printer.add_source(&inst.name, child.pid.as_raw() as u32, quiet);
+        printer.system(&format!("{} started (pid={})", inst.name, child.pid));
+        sup.procs.push(Proc {
+            name: inst.name.clone(),
+            pid: child.pid,
+            status: None,
+            reaped_at: None,
+            eof: false,
+            stopped: false,
+            term_sent: false,
+            kill_sent: false,
+        });
+        if let Some(fd) = child.output {
+            let reader = read_output(
+                index,
+                fd,
+                Rc::clone(&printer),
+                tx.clone(),
+                Rc::clone(&read_buf),
+            );
+            tokio::task::spawn_local(reader);
         }
+    }
+    if let Some(message) = failure {
+        crate::warn(&message);
+        sup.exit_code = Some(crate::error::EXIT_BAD_INPUT);
+        sup.begin_shutdown();
     }
     sup.publish();
     // Status endpoint and readiness pollers (issue 6): local tasks that only read the board.
