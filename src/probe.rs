@@ -24,25 +24,35 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[derive(Debug, Args, Clone)]
 pub struct ProbeArgs {
     /// Time allowed for each attempt (connect, request, response)
-    #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = parse_seconds)]
+    #[arg(long, env = "PROCRUN_PROBE_TIMEOUT", value_name = "SECONDS", default_value = "2", value_parser = parse_seconds)]
     pub timeout: Duration,
     /// Attempts after the first before giving up (one-shot mode)
-    #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "watch")]
+    #[arg(
+        long,
+        env = "PROCRUN_PROBE_RETRIES",
+        value_name = "N",
+        default_value_t = 0,
+        conflicts_with = "watch"
+    )]
     pub retries: u32,
     /// Pause between attempts [default: 1s; 10s with --watch]
-    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    #[arg(long, env = "PROCRUN_PROBE_INTERVAL", value_name = "SECONDS", value_parser = parse_seconds)]
     pub interval: Option<Duration>,
     /// Healthy HTTP statuses: 200, 200-299 or a comma-separated list [default: 200-399]
-    #[arg(long = "expect-status", value_name = "CODES", value_parser = parse_status_ranges)]
+    #[arg(long = "expect-status", env = "PROCRUN_PROBE_EXPECT_STATUS", value_name = "CODES", value_parser = parse_status_ranges)]
     pub expect_status: Option<StatusRanges>,
     /// The HTTP response body (its first 64 KiB) must contain this text
-    #[arg(long = "expect-body", value_name = "TEXT")]
+    #[arg(
+        long = "expect-body",
+        env = "PROCRUN_PROBE_EXPECT_BODY",
+        value_name = "TEXT"
+    )]
     pub expect_body: Option<String>,
     /// Keep probing every --interval; exit 1 after --failures consecutive failed rounds
     #[arg(long)]
     pub watch: bool,
     /// Consecutive failed rounds after which --watch exits 1
-    #[arg(long, value_name = "N", default_value_t = 3, requires = "watch",
+    #[arg(long, env = "PROCRUN_PROBE_FAILURES", value_name = "N", default_value_t = 3, requires = "watch",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub failures: u32,
     /// Targets: http://host:port/path, tcp://host:port, unix:/path (or unix:/path:/http-path)
