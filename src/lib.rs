@@ -3,7 +3,7 @@
 //! Start at `main.rs` → `app::main`. Configuration: `cli` (arguments) → `config` (files, using
 //! the pure parsers `procfile` and `envfile`). Supervision: `supervisor` (the `start` event
 //! loop) and `runcmd` (`run`), built on `signals` (signalfd), `reaper` (the only `waitpid`),
-//! `spawn` (the only `pre_exec`) and `output` (the only stdout writer). Health: `probe`,
+//! `spawn` (the only `fork`) and `output` (the only stdout writer). Health: `probe`,
 //! `status`. See ARCHITECTURE.md.
 
 #[cfg(not(unix))]
