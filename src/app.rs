@@ -46,23 +46,8 @@ pub fn main(mask: SigSet) -> i32 {
     })
 }
 
-fn load(
-    common: &Common,
-    os: &OsEnv,
-) -> Result<(config::Sources, crate::procfile::Procfile), Error> {
-    let sources = config::sources(common, os)?;
-    let pf = config::load_procfile(&sources.procfile)?;
-    for (line, message) in &pf.warnings {
-        crate::warn(&format!(
-            "warning: {}:{line}: {message}",
-            sources.procfile.display()
-        ));
-    }
-    Ok((sources, pf))
-}
-
 fn check(common: &Common, os: &OsEnv) -> Result<i32, Error> {
-    let (sources, pf) = load(common, os)?;
+    let (sources, pf) = config::load(common, os)?;
     let names: Vec<&str> = pf.processes.iter().map(|p| p.name.as_str()).collect();
     let mut msg = format!("Valid procfile detected ({})\n", names.join(", "));
     msg += &format!("procfile: {}\n", sources.procfile.display());
@@ -95,7 +80,7 @@ fn colour(common: &Common, os: &OsEnv) -> bool {
 }
 
 fn start(common: &Common, args: &StartArgs, os: &OsEnv, mask: SigSet) -> Result<i32, Error> {
-    let (sources, pf) = load(common, os)?;
+    let (sources, pf) = config::load(common, os)?;
     let instances = config::instances(&pf, args, &sources.env, os)?;
     let quiet: HashSet<String> = args
         .quiet

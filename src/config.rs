@@ -110,6 +110,19 @@ pub fn sources(common: &Common, os: &OsEnv) -> Result<Sources, Error> {
     })
 }
 
+/// Resolves the sources and parses the Procfile, warning (file:line) about ignored lines.
+pub fn load(common: &Common, os: &OsEnv) -> Result<(Sources, procfile::Procfile), Error> {
+    let sources = sources(common, os)?;
+    let pf = load_procfile(&sources.procfile)?;
+    for (line, message) in &pf.warnings {
+        crate::warn(&format!(
+            "warning: {}:{line}: {message}",
+            sources.procfile.display()
+        ));
+    }
+    Ok((sources, pf))
+}
+
 /// Reads and parses the Procfile; warnings go to the caller.
 pub fn load_procfile(path: &Path) -> Result<procfile::Procfile, Error> {
     if !path.is_file() {
@@ -224,23 +237,34 @@ pub fn instances(
     Ok(out)
 }
 
-/// What a child's environment adds to the inherited OS environment, in order of precedence:
-/// `HONCHO_PROCESS_NAME`, the env files, `PORT`, and `PYTHONUNBUFFERED=1` unless the OS
-/// environment or an env file defines it.
-pub fn child_env(os: &OsEnv, env: &[(String, String)], inst: &Instance) -> Vec<(String, String)> {
+/// The variables honcho gives an instance on top of the OS environment, in order of
+/// precedence: `HONCHO_PROCESS_NAME`, then the env files, then `PORT` (also what `export`
+/// writes).
+pub fn honcho_env(env: &[(String, String)], inst: &Instance) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::with_capacity(env.len() + 3);
-    let mut set = |k: &str, v: &str| match out.iter_mut().find(|(key, _)| key == k) {
-        Some(slot) => slot.1 = v.to_string(),
-        None => out.push((k.to_string(), v.to_string())),
-    };
-    set("HONCHO_PROCESS_NAME", &inst.name);
+    set_var(&mut out, "HONCHO_PROCESS_NAME", &inst.name);
     for (k, v) in env {
-        set(k, v);
+        set_var(&mut out, k, v);
     }
-    set("PORT", &inst.port.to_string());
+    set_var(&mut out, "PORT", &inst.port.to_string());
+    out
+}
+
+/// Sets `key` in an ordered variable list: a key already present keeps its place.
+fn set_var(vars: &mut Vec<(String, String)>, key: &str, value: &str) {
+    match vars.iter_mut().find(|(k, _)| k == key) {
+        Some(slot) => slot.1 = value.to_string(),
+        None => vars.push((key.to_string(), value.to_string())),
+    }
+}
+
+/// What a child's environment adds to the inherited OS environment: `honcho_env`, plus
+/// `PYTHONUNBUFFERED=1` unless the OS environment or an env file defines it.
+pub fn child_env(os: &OsEnv, env: &[(String, String)], inst: &Instance) -> Vec<(String, String)> {
+    let mut out = honcho_env(env, inst);
     if os_get(os, "PYTHONUNBUFFERED").is_none() && !env.iter().any(|(k, _)| k == "PYTHONUNBUFFERED")
     {
-        set("PYTHONUNBUFFERED", "1");
+        set_var(&mut out, "PYTHONUNBUFFERED", "1");
     }
     out
 }

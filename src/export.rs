@@ -126,22 +126,6 @@ fn percent_escape(s: &str) -> String {
     s.replace('%', "%%")
 }
 
-/// The environment honcho gives an exported instance: `HONCHO_PROCESS_NAME`, then the env-file
-/// variables, then `PORT` (not the OS environment, and none of procrun's own additions).
-pub fn process_env(inst: &config::Instance, env: &[(String, String)]) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::with_capacity(env.len() + 2);
-    let mut set = |k: &str, v: &str| match out.iter_mut().find(|(key, _)| key == k) {
-        Some(slot) => slot.1 = v.to_string(),
-        None => out.push((k.to_string(), v.to_string())),
-    };
-    set("HONCHO_PROCESS_NAME", &inst.name);
-    for (k, v) in env {
-        set(k, v);
-    }
-    set("PORT", &inst.port.to_string());
-    out
-}
-
 /// Renders every file of `format`, in the order honcho writes them.
 pub fn render(format: Format, processes: &[Process], ctx: &Context) -> Vec<File> {
     match format {
@@ -460,14 +444,7 @@ pub fn run(common: &Common, args: &ExportArgs, os: &OsEnv) -> Result<i32, Error>
         context: "cannot read the current directory".into(),
         source,
     })?;
-    let sources = config::sources(common, os)?;
-    let pf = config::load_procfile(&sources.procfile)?;
-    for (line, message) in &pf.warnings {
-        crate::warn(&format!(
-            "warning: {}:{line}: {message}",
-            sources.procfile.display()
-        ));
-    }
+    let (sources, pf) = config::load(common, os)?;
     let start = StartArgs {
         port: args.port.clone(),
         concurrency: args.concurrency.clone(),
@@ -479,7 +456,7 @@ pub fn run(common: &Common, args: &ExportArgs, os: &OsEnv) -> Result<i32, Error>
             name: i.name.clone(),
             type_name: i.type_name.clone(),
             command: i.command.clone(),
-            env: process_env(i, &sources.env),
+            env: config::honcho_env(&sources.env, i),
         })
         .collect();
     let app = args.app.clone().unwrap_or_else(|| {
@@ -639,7 +616,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-            assert_eq!(process_env(&inst, &env), want);
+            assert_eq!(config::honcho_env(&env, &inst), want);
         }
     }
 
