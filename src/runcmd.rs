@@ -35,12 +35,8 @@ async fn run_async(
     mask: &SigSet,
     timeout: Duration,
 ) -> i32 {
-    let mut signals = match crate::signals::Signals::new() {
-        Ok(s) => s,
-        Err(e) => {
-            crate::warn(&format!("cannot read signals: {e}"));
-            return crate::error::EXIT_BAD_INPUT;
-        }
+    let Some(mut signals) = crate::signals::Signals::open() else {
+        return crate::error::EXIT_BAD_INPUT;
     };
     reaper::become_subreaper();
     // honcho joins the shell-quoted words and runs them with `sh -c`; `exec` makes the command

@@ -80,6 +80,13 @@ impl Signals {
         Ok(Signals { fd })
     }
 
+    /// `new`, or `None` after a warning.
+    pub fn open() -> Option<Signals> {
+        Signals::new()
+            .map_err(|e| crate::warn(&format!("cannot read signals: {e}")))
+            .ok()
+    }
+
     /// The next signal (its number; real-time signals included).
     pub async fn recv(&mut self) -> i32 {
         loop {

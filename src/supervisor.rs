@@ -79,6 +79,23 @@ enum Phase {
     },
 }
 
+impl Phase {
+    /// When SIGKILL is due, if it has not gone out yet.
+    fn kill_at(&self) -> Option<Instant> {
+        match *self {
+            Phase::Stopping {
+                deadline,
+                killed: false,
+            }
+            | Phase::Sweeping {
+                deadline,
+                killed: false,
+            } => Some(deadline),
+            _ => None,
+        }
+    }
+}
+
 struct Supervisor {
     procs: Vec<Proc>,
     printer: Rc<Printer>,
@@ -142,12 +159,8 @@ async fn run_async(
     spawned: Vec<spawn::Spawned>,
     failure: Option<String>,
 ) -> i32 {
-    let mut signals = match crate::signals::Signals::new() {
-        Ok(s) => s,
-        Err(e) => {
-            crate::warn(&format!("cannot read signals: {e}"));
-            return crate::error::EXIT_BAD_INPUT;
-        }
+    let Some(mut signals) = crate::signals::Signals::open() else {
+        return crate::error::EXIT_BAD_INPUT;
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let read_buf = Rc::new(RefCell::new(vec![0u8; 64 * 1024]));
@@ -309,16 +322,8 @@ impl Supervisor {
         if changed {
             self.publish();
         }
-        match self.phase {
-            Phase::Stopping {
-                deadline,
-                killed: false,
-            }
-            | Phase::Sweeping {
-                deadline,
-                killed: false,
-            } if now >= deadline => self.kill_all(),
-            _ => {}
+        if self.phase.kill_at().is_some_and(|at| now >= at) {
+            self.kill_all();
         }
         if !matches!(self.phase, Phase::Sweeping { .. }) && self.procs.iter().all(|p| p.stopped) {
             self.begin_sweep();
@@ -463,17 +468,7 @@ impl Supervisor {
             .iter()
             .filter(|p| !p.stopped)
             .filter_map(|p| p.reaped_at.map(|at| at + DRAIN));
-        let phase = match self.phase {
-            Phase::Stopping {
-                deadline,
-                killed: false,
-            }
-            | Phase::Sweeping {
-                deadline,
-                killed: false,
-            } => Some(deadline),
-            _ => None,
-        };
+        let phase = self.phase.kill_at();
         drains.chain(phase).min()
     }
 
