@@ -486,3 +486,44 @@ fn stopped_child_is_continued_after_sigterm() {
         start.elapsed()
     );
 }
+
+/// `-d` resolves the Procfile and env files only: children keep procrun's cwd. The default
+/// `.env` is the app root's, not the one beside a `-f` Procfile (honcho §2.5).
+#[test]
+fn app_root_and_env_file_lookup() {
+    let d = TempDir::new("approot");
+    d.write("sub/Procfile", "web: pwd; echo \"X=$X\"\n")
+        .write("sub/.env", "X=sub\n")
+        .write(".env", "X=root\n");
+    let cwd = d.path().canonicalize().unwrap().display().to_string();
+    let (_, out, _) = run(&d, &["-d", "sub", "start", "--no-prefix"]);
+    assert!(
+        out.contains(&format!("\n{cwd}\n")) && out.contains("X=sub"),
+        "{out}"
+    );
+    let (_, out, _) = run(&d, &["-f", "sub/Procfile", "start", "--no-prefix"]);
+    assert!(out.contains("X=root"), "{out}");
+}
+
+/// `-e a,b`: later files win, missing ones are skipped, names are trimmed; `.env` is then not read.
+#[test]
+fn env_file_list_merges_left_to_right() {
+    let d = dir("web: echo \"A=$A B=$B C=${C-unset}\"\n");
+    d.write("e1", "A=first\nB=b\n")
+        .write("e2", "A=second\n")
+        .write(".env", "C=default\n");
+    let (code, out, _) = run(&d, &["start", "--no-prefix", "-e", "e1, missing ,e2"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("A=second B=b C=unset"), "{out}");
+}
+
+/// OS environment < env files, which also override HONCHO_PROCESS_NAME; PORT is always set.
+#[test]
+fn env_precedence_in_children() {
+    let d = dir("web: echo \"FOO=$FOO NAME=$HONCHO_PROCESS_NAME PORT=$PORT\"\n");
+    d.write(".env", "FOO=file\nHONCHO_PROCESS_NAME=custom\n");
+    let mut c = procrun(d.path(), &["start", "--no-prefix"]);
+    c.env("FOO", "os").env("PORT", "6000");
+    let (_, out, _) = spawn(c).finish(T);
+    assert!(out.contains("FOO=file NAME=custom PORT=6000"), "{out}");
+}
