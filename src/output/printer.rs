@@ -188,7 +188,7 @@ impl Printer {
         batch.extend_from_slice(b"\",\"name\":");
         json_string(batch, name.as_bytes());
         batch.extend_from_slice(b",\"pid\":");
-        batch.extend_from_slice(pid.to_string().as_bytes());
+        let _ = std::io::Write::write_fmt(batch, format_args!("{pid}"));
         batch.extend_from_slice(b",\"text\":");
         json_string(batch, text);
         batch.extend_from_slice(b"}\n");
