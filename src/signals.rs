@@ -49,7 +49,20 @@ fn block_now() -> SigSet {
 /// signal sent to a fresh PID 1 to the program loader's own work.
 pub extern "C" fn block_at_load() {
     let _ = INHERITED.set(block_now());
+    // Rust's runtime ignores SIGPIPE right after this; remember what procrun inherited so that
+    // children get that back (default, unless procrun itself was started with it ignored).
+    let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: querying (not changing) a disposition: a null new action and a zeroed, writable
+    // `sigaction` for the old one.
+    let ok = unsafe { libc::sigaction(libc::SIGPIPE, std::ptr::null(), old.as_mut_ptr()) } == 0;
+    // SAFETY: zero-initialised above and filled by a successful `sigaction`.
+    if ok && unsafe { old.assume_init() }.sa_sigaction == libc::SIG_IGN {
+        PIPE_IGNORED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
+
+/// Whether procrun was started with SIGPIPE ignored (known only when the constructor ran).
+pub static PIPE_IGNORED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Blocks every asynchronous signal in the calling (main) thread, if the constructor has not
 /// already; returns the mask procrun inherited, to be restored in children.

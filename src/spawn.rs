@@ -107,6 +107,7 @@ pub fn spawn(
     let stdin_fd = devnull.as_ref().map(|f| f.as_raw_fd());
     let out_fd = pipe.as_ref().map(|(_, w)| w.as_raw_fd());
     let mask = *mask;
+    let ignore_pipe = crate::signals::PIPE_IGNORED.load(std::sync::atomic::Ordering::Relaxed);
 
     // SAFETY: between `fork` and `execve` the child (a copy of one thread of a process that
     // has another thread) may only make async-signal-safe calls. It calls dup2, setsid,
@@ -138,8 +139,10 @@ pub fn spawn(
             if foreground {
                 libc::tcsetpgrp(0, libc::getpid());
             }
-            // Rust ignores SIGPIPE in procrun; children get the default back.
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            // Rust ignores SIGPIPE in procrun; children get back what procrun inherited.
+            if !ignore_pipe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            }
             libc::sigprocmask(libc::SIG_SETMASK, mask.as_ref(), std::ptr::null_mut());
             libc::execve(path.as_ptr(), arg_ptrs.as_ptr(), env_ptrs.as_ptr());
             let errno = *libc::__errno_location();

@@ -448,6 +448,27 @@ fn children_get_the_inherited_signal_mask_not_procruns() {
     let d = dir("web: grep -E '^Sig(Blk|Ign)' /proc/self/status\n");
     let (_, out, _) = run(&d, &["start", "--no-prefix"]);
     assert!(out.contains("SigBlk:\t0000000000000000"), "{out}");
+    let sigign = |out: &str| {
+        let hex = out
+            .lines()
+            .find_map(|l| l.strip_prefix("SigIgn:\t"))
+            .expect(out);
+        u64::from_str_radix(hex.trim(), 16).unwrap()
+    };
+    const PIPE: u64 = 1 << (libc::SIGPIPE - 1);
+    assert_eq!(sigign(&out) & PIPE, 0, "SIGPIPE is default again: {out}");
+    // Started with SIGPIPE ignored, procrun hands that on (as tini does).
+    let mut c = procrun(d.path(), &["start", "--no-prefix"]);
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only `signal`, async-signal-safe, between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let (_, out, _) = spawn(c).finish(T);
+    assert_eq!(sigign(&out) & PIPE, PIPE, "{out}");
 }
 
 /// T34: a stopped child (SIGSTOP, Ctrl-Z) is continued after SIGTERM so it can act on it.
