@@ -81,7 +81,7 @@ fn colour(common: &Common, os: &OsEnv) -> bool {
 
 fn start(common: &Common, args: &StartArgs, os: &OsEnv, mask: SigSet) -> Result<i32, Error> {
     let (sources, pf) = config::load(common, os)?;
-    let instances = config::instances(&pf, args, &sources.env, os)?;
+    let instances = config::instances(&pf, &args.expand, &args.processes, &sources.env, os)?;
     let quiet: HashSet<String> = args
         .quiet
         .as_deref()

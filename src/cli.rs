@@ -113,8 +113,9 @@ pub enum Command {
     Version,
 }
 
+/// How the Procfile's types become numbered instances with ports (`start` and `export`).
 #[derive(Debug, Args, Clone, Default)]
-pub struct StartArgs {
+pub struct Expand {
     /// Base port: PORT of the first process type, +100 per type, +1 per instance [default: 5000]
     #[arg(short = 'p', long = "port", env = "PROCRUN_PORT", value_name = "N")]
     pub port: Option<String>,
@@ -126,6 +127,12 @@ pub struct StartArgs {
         value_name = "name=N,..."
     )]
     pub concurrency: Option<String>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct StartArgs {
+    #[command(flatten)]
+    pub expand: Expand,
     /// Drop the output of these process types: name,...
     #[arg(
         short = 'q',
@@ -237,7 +244,7 @@ mod tests {
             panic!()
         };
         assert_eq!(s.processes, vec!["web"]);
-        assert_eq!(s.concurrency.as_deref(), Some("web=2"));
+        assert_eq!(s.expand.concurrency.as_deref(), Some("web=2"));
         // After the task wins.
         let cli = Cli::try_parse_from(["procrun", "-f", "A", "check", "-f", "B"]).unwrap();
         assert_eq!(cli.common.procfile.as_deref(), Some("B"));

@@ -1,7 +1,7 @@
 //! Arguments + files → a validated configuration. The only module that reads the Procfile and
 //! env files; it never changes procrun's own environment (the OS environment is passed in).
 
-use crate::cli::{Common, StartArgs};
+use crate::cli::{Common, Expand};
 use crate::error::Error;
 use crate::{envfile, procfile};
 use std::collections::HashMap;
@@ -188,9 +188,12 @@ fn parse_port(value: &str, source: &'static str) -> Result<u32, Error> {
 }
 
 /// Expands the Procfile into instances with names and ports, as honcho does.
+///
+/// `names` are the types to run, in that order (empty: all, in Procfile order).
 pub fn instances(
     pf: &procfile::Procfile,
-    args: &StartArgs,
+    args: &Expand,
+    names: &[String],
     env: &[(String, String)],
     os: &OsEnv,
 ) -> Result<Vec<Instance>, Error> {
@@ -208,10 +211,10 @@ pub fn instances(
         None => HashMap::new(),
     };
     let mut selected: Vec<&procfile::ProcessSpec> = Vec::new();
-    if args.processes.is_empty() {
+    if names.is_empty() {
         selected.extend(pf.processes.iter());
     } else {
-        for name in &args.processes {
+        for name in names {
             let spec = pf
                 .processes
                 .iter()
@@ -272,6 +275,17 @@ pub fn child_env(os: &OsEnv, env: &[(String, String)], inst: &Instance) -> Vec<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::StartArgs;
+
+    /// `instances` with the arguments of `start`.
+    fn expand(
+        pf: &procfile::Procfile,
+        args: &StartArgs,
+        env: &[(String, String)],
+        os: &OsEnv,
+    ) -> Result<Vec<Instance>, Error> {
+        instances(pf, &args.expand, &args.processes, env, os)
+    }
 
     fn pf(text: &str) -> procfile::Procfile {
         procfile::parse(text).unwrap()
@@ -280,11 +294,13 @@ mod tests {
     #[test]
     fn ports_and_names() {
         let args = StartArgs {
-            concurrency: Some("web=2,worker=3".into()),
-            port: Some("6000".into()),
+            expand: Expand {
+                concurrency: Some("web=2,worker=3".into()),
+                port: Some("6000".into()),
+            },
             ..Default::default()
         };
-        let got = instances(&pf("web: a\nworker: b\nclock: c\n"), &args, &[], &vec![]).unwrap();
+        let got = expand(&pf("web: a\nworker: b\nclock: c\n"), &args, &[], &vec![]).unwrap();
         let got: Vec<(String, u32)> = got.into_iter().map(|i| (i.name, i.port)).collect();
         let want = [
             ("web.1", 6000),
@@ -301,25 +317,31 @@ mod tests {
     fn selection_order_zero_concurrency_and_port_precedence() {
         let args = StartArgs {
             processes: vec!["clock".into(), "web".into(), "clock".into()],
-            concurrency: Some("clock=0".into()),
+            expand: Expand {
+                concurrency: Some("clock=0".into()),
+                port: None,
+            },
             ..Default::default()
         };
         let os = vec![("PORT".to_string(), "7000".to_string())];
-        let got = instances(&pf("web: a\nclock: c\n"), &args, &[], &os).unwrap();
+        let got = expand(&pf("web: a\nclock: c\n"), &args, &[], &os).unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].name.as_str(), got[0].port), ("web.1", 7100));
         // env file PORT beats -p beats OS PORT
         let args = StartArgs {
-            port: Some("6000".into()),
+            expand: Expand {
+                port: Some("6000".into()),
+                concurrency: None,
+            },
             ..Default::default()
         };
         let env = vec![("PORT".to_string(), "8000".to_string())];
         assert_eq!(
-            instances(&pf("web: a\n"), &args, &env, &os).unwrap()[0].port,
+            expand(&pf("web: a\n"), &args, &env, &os).unwrap()[0].port,
             8000
         );
         assert_eq!(
-            instances(&pf("web: a\n"), &args, &[], &os).unwrap()[0].port,
+            expand(&pf("web: a\n"), &args, &[], &os).unwrap()[0].port,
             6000
         );
     }
@@ -333,16 +355,19 @@ mod tests {
         assert_eq!(parse_concurrency("web=-1").unwrap()["web"], 0);
         assert_eq!(parse_concurrency(" worker=3").unwrap()[" worker"], 3);
         let args = StartArgs {
-            port: Some("abc".into()),
+            expand: Expand {
+                port: Some("abc".into()),
+                concurrency: None,
+            },
             ..Default::default()
         };
-        let e = instances(&pf("web: a\n"), &args, &[], &vec![]).unwrap_err();
+        let e = expand(&pf("web: a\n"), &args, &[], &vec![]).unwrap_err();
         assert_eq!(e.to_string(), "invalid value for port: 'abc' (from --port)");
         let args = StartArgs {
             processes: vec!["nope".into()],
             ..Default::default()
         };
-        let e = instances(&pf("web: a\n"), &args, &[], &vec![]).unwrap_err();
+        let e = expand(&pf("web: a\n"), &args, &[], &vec![]).unwrap_err();
         assert_eq!(
             e.to_string(),
             "Process type 'nope' does not exist in Procfile"

@@ -7,7 +7,7 @@
 //! and writing together. honcho's `-t/--template-dir` (custom Jinja templates) is not supported:
 //! procrun has no template engine, and says so instead of silently using the built-in templates.
 
-use crate::cli::{Common, StartArgs};
+use crate::cli::Common;
 use crate::config::{self, OsEnv};
 use crate::error::Error;
 use clap::{Args, ValueEnum};
@@ -22,17 +22,8 @@ pub struct ExportArgs {
     /// Directory for the processes' logs [default: /var/log/APP]
     #[arg(short = 'l', long = "log", env = "PROCRUN_LOG", value_name = "DIR")]
     pub log: Option<String>,
-    /// Base port: PORT of the first process type, +100 per type, +1 per instance [default: 5000]
-    #[arg(short = 'p', long = "port", env = "PROCRUN_PORT", value_name = "N")]
-    pub port: Option<String>,
-    /// Instances per process type: name=N,...
-    #[arg(
-        short = 'c',
-        long = "concurrency",
-        env = "PROCRUN_CONCURRENCY",
-        value_name = "name=N,..."
-    )]
-    pub concurrency: Option<String>,
+    #[command(flatten)]
+    pub expand: crate::cli::Expand,
     /// User the processes run as [default: APP]
     #[arg(short = 'u', long = "user", env = "PROCRUN_USER", value_name = "USER")]
     pub user: Option<String>,
@@ -445,12 +436,7 @@ pub fn run(common: &Common, args: &ExportArgs, os: &OsEnv) -> Result<i32, Error>
         source,
     })?;
     let (sources, pf) = config::load(common, os)?;
-    let start = StartArgs {
-        port: args.port.clone(),
-        concurrency: args.concurrency.clone(),
-        ..Default::default()
-    };
-    let processes: Vec<Process> = config::instances(&pf, &start, &sources.env, os)?
+    let processes: Vec<Process> = config::instances(&pf, &args.expand, &[], &sources.env, os)?
         .iter()
         .map(|i| Process {
             name: i.name.clone(),
