@@ -55,9 +55,8 @@ pub struct Plan {
 struct Proc {
     name: String,
     pid: Pid,
-    /// Set when the shell was reaped.
-    status: Option<WaitStatus>,
-    reaped_at: Option<Instant>,
+    /// Set when the shell was reaped: its status and when.
+    exit: Option<(WaitStatus, Instant)>,
     eof: bool,
     stopped: bool,
     term_sent: bool,
@@ -183,8 +182,7 @@ async fn run_async(
         sup.procs.push(Proc {
             name: inst.name.clone(),
             pid: child.pid,
-            status: None,
-            reaped_at: None,
+            exit: None,
             eof: false,
             stopped: false,
             term_sent: false,
@@ -233,7 +231,7 @@ async fn run_async(
     let drain_until = Instant::now() + FINAL_DRAIN;
     while sup.procs.iter().any(|p| !p.eof) {
         tokio::select! {
-            Some(Event::Eof(i)) = rx.recv() => sup.procs[i].eof = true,
+            Some(Event::Eof(i)) = rx.recv() => sup.on_eof(i),
             _ = tokio::time::sleep_until(drain_until) => break,
         }
     }
@@ -265,16 +263,12 @@ impl Supervisor {
                 }
             }
             Signal::SIGUSR1 | Signal::SIGUSR2 | Signal::SIGWINCH | Signal::SIGCONT => {
-                for p in self.procs.iter().filter(|p| p.status.is_none()) {
-                    reaper::signal_group(p.pid, sig);
-                }
+                self.forward(sig);
             }
             Signal::SIGTSTP => {
                 // Children lead their own sessions, so their groups are orphaned and would
                 // discard SIGTSTP: stop them with SIGSTOP instead (dumb-init does the same).
-                for p in self.procs.iter().filter(|p| p.status.is_none()) {
-                    reaper::signal_group(p.pid, Signal::SIGSTOP);
-                }
+                self.forward(Signal::SIGSTOP);
                 if !reaper::is_pid1() {
                     reaper::signal_pid(Pid::this(), Signal::SIGSTOP);
                 }
@@ -287,15 +281,18 @@ impl Supervisor {
         let now = Instant::now();
         let procs = &mut self.procs;
         let result = reaper::reap(|pid, status| {
-            if let Some(p) = procs
-                .iter_mut()
-                .find(|p| p.pid == pid && p.status.is_none())
-            {
-                p.status = Some(status);
-                p.reaped_at = Some(now);
+            if let Some(p) = procs.iter_mut().find(|p| p.pid == pid && p.exit.is_none()) {
+                p.exit = Some((status, now));
             }
         });
         self.no_children = result == Children::None;
+    }
+
+    /// Forwards a signal to the group of every process not yet reaped.
+    fn forward(&self, sig: Signal) {
+        for p in self.procs.iter().filter(|p| p.exit.is_none()) {
+            reaper::signal_group(p.pid, sig);
+        }
     }
 
     fn on_eof(&mut self, i: usize) {
@@ -310,8 +307,8 @@ impl Supervisor {
         let mut changed = false;
         for i in 0..self.procs.len() {
             let p = &self.procs[i];
-            let due = match p.reaped_at {
-                Some(at) => p.eof || now >= at + DRAIN,
+            let due = match p.exit {
+                Some((_, at)) => p.eof || now >= at + DRAIN,
                 None => false,
             };
             if !p.stopped && due {
@@ -333,7 +330,7 @@ impl Supervisor {
     fn stop(&mut self, i: usize) {
         let p = &mut self.procs[i];
         p.stopped = true;
-        let status = p.status.unwrap_or(WaitStatus::StillAlive);
+        let status = p.exit.map_or(WaitStatus::StillAlive, |(status, _)| status);
         let rc = match status {
             WaitStatus::Exited(_, code) => code,
             WaitStatus::Signaled(_, sig, _) => -(sig as i32),
@@ -366,7 +363,7 @@ impl Supervisor {
     /// Sends SIGTERM or SIGKILL to the group of every managed process not yet reaped, at most
     /// once per group and signal, with honcho's `sending SIG... to web.1 (pid N)` line.
     fn signal_running(&mut self, sig: Signal) {
-        for p in self.procs.iter_mut().filter(|p| p.status.is_none()) {
+        for p in self.procs.iter_mut().filter(|p| p.exit.is_none()) {
             let sent = if sig == Signal::SIGKILL {
                 &mut p.kill_sent
             } else {
@@ -467,7 +464,7 @@ impl Supervisor {
             .procs
             .iter()
             .filter(|p| !p.stopped)
-            .filter_map(|p| p.reaped_at.map(|at| at + DRAIN));
+            .filter_map(|p| p.exit.map(|(_, at)| at + DRAIN));
         let phase = self.phase.kill_at();
         drains.chain(phase).min()
     }
@@ -484,8 +481,10 @@ impl Supervisor {
             .map(|p| ProcStatus {
                 name: p.name.clone(),
                 pid: p.pid.as_raw(),
-                running: p.status.is_none(),
-                exit_code: p.status.as_ref().and_then(crate::error::status_code),
+                running: p.exit.is_none(),
+                exit_code: p
+                    .exit
+                    .and_then(|(status, _)| crate::error::status_code(&status)),
             })
             .collect();
         board.update(list);
