@@ -62,7 +62,6 @@ async fn run_async(
     let mut code: Option<i32> = None;
     let mut deadline: Option<Instant> = None;
     let mut killed = false;
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         let children = reaper::reap(|pid, status| {
             if pid == child.pid {
@@ -100,7 +99,8 @@ async fn run_async(
                     reaper::signal_group(child.pid, sig);
                 }
             }
-            _ = tick.tick(), if code.is_some() => {}
+            // Leftovers' exits arrive as SIGCHLD; only the SIGKILL deadline needs a timer.
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && !killed => {}
         }
     }
     code.unwrap_or(0)

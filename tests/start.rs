@@ -548,3 +548,35 @@ fn env_precedence_in_children() {
     let (_, out, _) = spawn(c).finish(T);
     assert!(out.contains("FOO=file NAME=custom PORT=6000"), "{out}");
 }
+
+/// `run`: leftovers of the command get SIGTERM when it exits, SIGKILL after `--timeout`.
+#[test]
+fn run_terminates_leftovers_then_exits_with_the_commands_code() {
+    let d = dir("");
+    let start = Instant::now();
+    let (code, _, _) = run(&d, &["run", "-t", "0.5", "sh", "-c", "sleep 30 & exit 3"]);
+    assert_eq!(code, 3);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    let start = Instant::now();
+    let (code, _, _) = run(
+        &d,
+        &[
+            "run",
+            "-t",
+            "0.5",
+            "sh",
+            "-c",
+            "(trap '' TERM; sleep 30) & exit 4",
+        ],
+    );
+    assert_eq!(code, 4);
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+}
