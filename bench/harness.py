@@ -814,7 +814,7 @@ def table_md(head, rows, left=None):
     return '\n'.join(out)
 
 
-# targets from issue 4 -> (text, met?)
+# performance targets -> (text, met?)
 def t_fast(p, h, f):
     ok = h is not None and f is not None and p * 20 <= h and p <= f + 2.0
     return ('<= honcho/20 and <= floor + 2 ms', ok)

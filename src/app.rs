@@ -1,16 +1,23 @@
-//! The command dispatcher: parses arguments, resolves configuration, runs a command, and turns
-//! errors into messages and exit codes. Nothing here panics on bad input.
+//! The command dispatcher: parses arguments, turns them into the plain configuration each
+//! command takes, runs the command, and turns errors into messages and exit codes. Nothing here
+//! panics on bad input.
 
-use crate::cli::{Cli, ColourWhen, Command, Common, StartArgs};
-use crate::config::{self, OsEnv};
+use crate::cli::{self, Cli, ColourWhen, Command};
+use crate::config::{self, Expand, Inputs, OsEnv};
 use crate::error::Error;
-use crate::output::printer::Style;
+use crate::health::{endpoint, probe, status};
+use crate::net::{addr, check};
+use crate::output::printer::{LogFormat, Style, TimestampFormat};
+use crate::supervise::board::Board;
+use crate::supervise::spawn::BaseEnv;
+use crate::supervise::{run, start};
 use clap::Parser;
 use nix::sys::signal::SigSet;
 use std::collections::HashSet;
+use std::rc::Rc;
 
 /// Runs procrun with the process's arguments; `mask` is the signal mask procrun inherited.
-pub fn main(mask: SigSet) -> i32 {
+pub(crate) fn main(mask: SigSet) -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -19,21 +26,16 @@ pub fn main(mask: SigSet) -> i32 {
             return code;
         }
     };
-    let os: OsEnv = std::env::vars_os()
-        .map(|(k, v)| {
-            (
-                k.to_string_lossy().into_owned(),
-                v.to_string_lossy().into_owned(),
-            )
-        })
-        .collect();
+    // procrun's environment is read once, here; it is never changed.
+    let os = OsEnv::inherit();
+    let inputs = inputs(&cli.common);
     let result = match &cli.command {
-        Command::Start(args) => start(&cli.common, args, &os, mask),
-        Command::Run(args) => run(&cli.common, args, &os, mask),
-        Command::Check => check(&cli.common, &os),
-        Command::Probe(args) => Ok(crate::probe::run(args)),
-        Command::Status(args) => Ok(crate::status::run(args)),
-        Command::Export(args) => crate::export::run(&cli.common, args, &os),
+        Command::Start(args) => start(&cli.common, &inputs, args, &os, mask),
+        Command::Run(args) => run_command(&inputs, args, &os, mask),
+        Command::Check => check(&inputs, &os),
+        Command::Probe(args) => probe_command(args),
+        Command::Status(args) => status_command(args),
+        Command::Export(args) => crate::export::run(&export_options(inputs, args), &os),
         Command::Version => {
             use std::io::Write;
             let _ = writeln!(std::io::stdout(), "procrun {}", env!("CARGO_PKG_VERSION"));
@@ -46,8 +48,23 @@ pub fn main(mask: SigSet) -> i32 {
     })
 }
 
-fn check(common: &Common, os: &OsEnv) -> Result<i32, Error> {
-    let (sources, pf) = config::load(common, os)?;
+fn inputs(common: &cli::Common) -> Inputs {
+    Inputs {
+        app_root: common.app_root.clone(),
+        procfile: common.procfile.clone(),
+        env: common.env.clone(),
+    }
+}
+
+fn expand(e: &cli::Expand) -> Expand {
+    Expand {
+        port: e.port.clone(),
+        concurrency: e.concurrency.clone(),
+    }
+}
+
+fn check(inputs: &Inputs, os: &OsEnv) -> Result<i32, Error> {
+    let (sources, pf) = config::load(inputs, os)?;
     let names: Vec<&str> = pf.processes.iter().map(|p| p.name.as_str()).collect();
     let mut msg = format!("Valid procfile detected ({})\n", names.join(", "));
     msg += &format!("procfile: {}\n", sources.procfile.display());
@@ -63,7 +80,7 @@ fn check(common: &Common, os: &OsEnv) -> Result<i32, Error> {
     Ok(0)
 }
 
-fn colour(common: &Common, os: &OsEnv) -> bool {
+fn colour(common: &cli::Common, os: &OsEnv) -> bool {
     let when = if common.no_colour {
         ColourWhen::Never
     } else {
@@ -73,21 +90,73 @@ fn colour(common: &Common, os: &OsEnv) -> bool {
         ColourWhen::Always => true,
         ColourWhen::Never => false,
         ColourWhen::Auto => {
-            let no_color = os.iter().any(|(k, v)| k == "NO_COLOR" && !v.is_empty());
+            let no_color = os.get("NO_COLOR").is_some_and(|v| !v.is_empty());
             !no_color && nix::unistd::isatty(std::io::stdout()).unwrap_or(false)
         }
     }
 }
 
-fn start(common: &Common, args: &StartArgs, os: &OsEnv, mask: SigSet) -> Result<i32, Error> {
-    let (sources, pf) = config::load(common, os)?;
-    let instances = config::instances(&pf, &args.expand, &args.processes, &sources.env, os)?;
+/// `--ready` items as (type, check), the last one of a type winning; every type must be started.
+fn ready_checks(
+    items: &[String],
+    instances: &[config::Instance],
+) -> Result<Vec<(String, config::Ready)>, Error> {
+    let mut checks: Vec<(String, config::Ready)> = Vec::new();
+    for item in items.iter().filter(|i| !i.trim().is_empty()) {
+        let invalid = || Error::InvalidReady {
+            value: item.clone(),
+        };
+        let (name, ready) = config::parse_ready(item).ok_or_else(invalid)?;
+        if !instances.iter().any(|i| i.type_name == name) {
+            crate::warn(&format!(
+                "--ready {item}: no process of type `{name}` is started"
+            ));
+            return Err(invalid());
+        }
+        checks.retain(|(n, _)| *n != name);
+        checks.push((name, ready));
+    }
+    Ok(checks)
+}
+
+fn start(
+    common: &cli::Common,
+    inputs: &Inputs,
+    args: &cli::StartArgs,
+    os: &OsEnv,
+    mask: SigSet,
+) -> Result<i32, Error> {
+    let (sources, pf) = config::load(inputs, os)?;
+    let instances = config::instances(
+        &pf,
+        &expand(&args.expand),
+        &args.processes,
+        &sources.env,
+        os,
+    )?;
     let quiet: HashSet<String> = args
         .quiet
         .as_deref()
         .map(|q| q.split(',').map(|s| s.trim().to_string()).collect())
         .unwrap_or_default();
-    let board = crate::status::setup(args, &instances)?;
+    let checks = ready_checks(&args.ready, &instances)?;
+    let mut board = None;
+    let mut services: Vec<start::Service> = Vec::new();
+    match &args.status_addr {
+        Some(text) => {
+            let listen = addr::parse_listen(text).map_err(|_| Error::InvalidAddress {
+                value: text.clone(),
+            })?;
+            let listener = endpoint::bind(&listen)?;
+            let b = Rc::new(Board::new(&instances, &checks));
+            services.push(Box::pin(endpoint::serve(Rc::clone(&b), listener)));
+            board = Some(b);
+        }
+        None if !checks.is_empty() => {
+            crate::warn("warning: --ready has no effect without --status-addr");
+        }
+        None => {}
+    }
     if instances.is_empty() {
         return Ok(0);
     }
@@ -99,31 +168,103 @@ fn start(common: &Common, args: &StartArgs, os: &OsEnv, mask: SigSet) -> Result<
         colour: colour(common, os),
         prefix: !common.no_prefix,
         timestamp: !args.no_timestamp,
-        timestamp_format: args.timestamp_format,
-        format: args.log_format,
+        timestamp_format: match args.timestamp_format {
+            cli::TimestampFormat::Time => TimestampFormat::Time,
+            cli::TimestampFormat::Rfc3339 => TimestampFormat::Rfc3339,
+        },
+        format: match args.log_format {
+            cli::LogFormat::Text => LogFormat::Text,
+            cli::LogFormat::Json => LogFormat::Json,
+        },
     };
-    let plan = crate::supervisor::Plan {
+    let plan = start::Plan {
         instances,
         overlays,
+        base_env: BaseEnv::new(os),
         quiet,
         timeout: args.timeout,
         mask,
         board,
+        services,
     };
-    Ok(crate::supervisor::run(plan, style))
+    Ok(start::run(plan, style))
 }
 
-fn run(
-    common: &Common,
-    args: &crate::cli::RunArgs,
+fn run_command(
+    inputs: &Inputs,
+    args: &cli::RunArgs,
     os: &OsEnv,
     mask: SigSet,
 ) -> Result<i32, Error> {
-    let sources = config::sources(common, os)?;
-    Ok(crate::runcmd::run(
+    let sources = config::sources(inputs, os)?;
+    Ok(run::run(
         &args.argv,
+        &BaseEnv::new(os),
         &sources.env,
         &mask,
         args.timeout,
     ))
+}
+
+fn probe_command(args: &cli::ProbeArgs) -> Result<i32, Error> {
+    let mut targets = Vec::with_capacity(args.targets.len());
+    for raw in &args.targets {
+        match check::parse_target(raw) {
+            Ok(t) => targets.push((raw.clone(), t)),
+            Err(e) => {
+                crate::warn(&format!("probe: {raw}: {e}"));
+                return Ok(crate::error::EXIT_BAD_INPUT);
+            }
+        }
+    }
+    Ok(probe::run(probe::Options {
+        targets,
+        timeout: args.timeout,
+        retries: args.retries,
+        interval: args.interval,
+        expect: check::Expect {
+            status: args
+                .expect_status
+                .clone()
+                .map(|c| check::StatusRanges(c.0))
+                .unwrap_or_default(),
+            body: args.expect_body.clone(),
+        },
+        watch: args.watch,
+        failures: args.failures,
+    }))
+}
+
+fn status_command(args: &cli::StatusArgs) -> Result<i32, Error> {
+    let text = args.addr.as_deref().unwrap_or(status::DEFAULT_ADDR);
+    let Ok(listen) = addr::parse_listen(text) else {
+        let e = Error::InvalidAddress { value: text.into() };
+        crate::warn(&format!("status: {e}"));
+        return Ok(crate::error::EXIT_BAD_INPUT);
+    };
+    Ok(status::run(&status::Options {
+        addr: endpoint::client_addr(&listen),
+        json: args.json,
+        timeout: args.timeout,
+    }))
+}
+
+fn export_options(inputs: Inputs, args: &cli::ExportArgs) -> crate::export::Options {
+    use crate::export::Format;
+    crate::export::Options {
+        inputs,
+        expand: expand(&args.expand),
+        app: args.app.clone(),
+        log: args.log.clone(),
+        user: args.user.clone(),
+        shell: args.shell.clone(),
+        template_dir: args.template_dir.clone(),
+        format: match args.format {
+            cli::ExportFormat::Runit => Format::Runit,
+            cli::ExportFormat::Supervisord => Format::Supervisord,
+            cli::ExportFormat::Systemd => Format::Systemd,
+            cli::ExportFormat::Upstart => Format::Upstart,
+        },
+        location: args.location.clone(),
+    }
 }

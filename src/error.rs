@@ -13,13 +13,11 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// Exit code for bad input.
-pub const EXIT_BAD_INPUT: i32 = 1;
-/// Exit code for usage errors (clap uses the same).
-pub const EXIT_USAGE: i32 = 2;
+pub(crate) const EXIT_BAD_INPUT: i32 = 1;
 
 /// Everything that stops procrun before (or instead of) supervising.
 #[derive(Debug)]
-pub enum Error {
+pub(crate) enum Error {
     ProcfileMissing {
         path: PathBuf,
     },
@@ -56,10 +54,6 @@ pub enum Error {
     InvalidAddress {
         value: String,
     },
-    Spawn {
-        name: String,
-        source: std::io::Error,
-    },
     Io {
         context: String,
         source: std::io::Error,
@@ -68,7 +62,7 @@ pub enum Error {
 
 impl Error {
     /// The process exit code for this error.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         EXIT_BAD_INPUT
     }
 }
@@ -121,7 +115,6 @@ impl fmt::Display for Error {
             Error::InvalidAddress { value } => {
                 write!(f, "invalid address: '{value}' (expected HOST:PORT)")
             }
-            Error::Spawn { name, source } => write!(f, "cannot start {name}: {source}"),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
         }
     }
@@ -129,8 +122,14 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// Writes `procrun: MESSAGE` to stderr, ignoring errors (stderr may be closed).
+pub(crate) fn warn(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "procrun: {message}");
+}
+
 /// The shell convention for a wait status: the exit code, or 128+N for a death by signal N.
-pub fn status_code(status: &nix::sys::wait::WaitStatus) -> Option<i32> {
+pub(crate) fn status_code(status: &nix::sys::wait::WaitStatus) -> Option<i32> {
     use nix::sys::wait::WaitStatus;
     match status {
         WaitStatus::Exited(_, code) => Some(*code),

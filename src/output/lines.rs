@@ -8,7 +8,7 @@
 
 /// Splits one process's output stream into lines.
 #[derive(Debug)]
-pub struct LineSplitter {
+pub(crate) struct LineSplitter {
     partial: Vec<u8>,
     limit: usize,
 }
@@ -18,7 +18,7 @@ fn strip_cr(line: &[u8]) -> &[u8] {
 }
 
 impl LineSplitter {
-    pub fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         LineSplitter {
             partial: Vec::new(),
             limit: limit.max(1),
@@ -26,12 +26,12 @@ impl LineSplitter {
     }
 
     /// True when bytes without a newline are being held.
-    pub fn has_partial(&self) -> bool {
+    pub(crate) fn has_partial(&self) -> bool {
         !self.partial.is_empty()
     }
 
     /// Feeds a chunk; calls `emit` for each complete line (without its line ending).
-    pub fn feed(&mut self, mut data: &[u8], mut emit: impl FnMut(&[u8])) {
+    pub(crate) fn feed(&mut self, mut data: &[u8], mut emit: impl FnMut(&[u8])) {
         if !self.partial.is_empty() {
             match memchr(b'\n', data) {
                 Some(i) => {
@@ -86,7 +86,7 @@ impl LineSplitter {
     }
 
     /// Emits the held partial line, if any (EOF or quiet period).
-    pub fn flush(&mut self, mut emit: impl FnMut(&[u8])) {
+    pub(crate) fn flush(&mut self, mut emit: impl FnMut(&[u8])) {
         if !self.partial.is_empty() {
             emit(&self.partial);
             self.partial.clear();

@@ -1,5 +1,4 @@
-//! Output: line splitting, the printer (sole owner of stdout) and timestamps.
+//! Output of `start`: line splitting and the printer, sole owner of stdout during a run.
 
-pub mod lines;
-pub mod printer;
-pub mod time;
+pub(crate) mod lines;
+pub(crate) mod printer;

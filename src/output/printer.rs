@@ -7,28 +7,47 @@
 //! pipes instead of procrun's memory growing. If stdout breaks (EPIPE), output is dropped with
 //! one warning on stderr and supervision goes on.
 
-use super::time;
-use crate::cli::{LogFormat, TimestampFormat};
+use crate::time;
 use std::cell::RefCell;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Bytes waiting for the writer thread above which readers pause.
-pub const LIMIT: usize = 256 * 1024;
+pub(crate) const LIMIT: usize = 256 * 1024;
 
 /// honcho's colour cycle (ANSI SGR parameters), assigned per process instance in start order.
 const COLOURS: [&str; 12] = [
     "36", "33", "32", "35", "31", "34", "36;1", "33;1", "32;1", "35;1", "31;1", "34;1",
 ];
 
+/// The layout of output lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum LogFormat {
+    /// `HH:MM:SS web.1 | text`, as honcho.
+    #[default]
+    Text,
+    /// One JSON object per line: time (RFC 3339, UTC), name, pid, text.
+    Json,
+}
+
+/// The time column of text lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum TimestampFormat {
+    /// `HH:MM:SS`, local time (honcho).
+    #[default]
+    Time,
+    /// `2026-01-02T03:04:05.678Z`, UTC with milliseconds.
+    Rfc3339,
+}
+
 /// How lines are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Style {
-    pub colour: bool,
-    pub prefix: bool,
-    pub timestamp: bool,
-    pub timestamp_format: TimestampFormat,
-    pub format: LogFormat,
+pub(crate) struct Style {
+    pub(crate) colour: bool,
+    pub(crate) prefix: bool,
+    pub(crate) timestamp: bool,
+    pub(crate) timestamp_format: TimestampFormat,
+    pub(crate) format: LogFormat,
 }
 
 impl Default for Style {
@@ -70,7 +89,7 @@ struct Shared {
 }
 
 /// The stdout owner. Used from the event-loop thread; the writer thread is private.
-pub struct Printer {
+pub(crate) struct Printer {
     style: Style,
     width: usize,
     sources: RefCell<Vec<Source>>,
@@ -86,7 +105,7 @@ fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 
 impl Printer {
     /// Creates the printer and its writer thread. `names` fixes the column width.
-    pub fn new(style: Style, names: &[&str]) -> std::io::Result<Printer> {
+    pub(crate) fn new(style: Style, names: &[&str]) -> std::io::Result<Printer> {
         let width = names.iter().map(|n| n.len()).max().unwrap_or(0).max(6);
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
@@ -111,7 +130,7 @@ impl Printer {
     }
 
     /// Registers a process's output source; returns its index for `line`.
-    pub fn add_source(&self, name: &str, pid: u32, quiet: bool) -> usize {
+    pub(crate) fn add_source(&self, name: &str, pid: u32, quiet: bool) -> usize {
         let mut sources = self.sources.borrow_mut();
         let index = sources.len();
         let colour_start = format!("\x1b[0m\x1b[{}m", COLOURS[index % COLOURS.len()]).into_bytes();
@@ -126,7 +145,7 @@ impl Printer {
     }
 
     /// Refreshes the timestamp used by the following lines (call once per batch).
-    pub fn stamp_now(&self) {
+    pub(crate) fn stamp_now(&self) {
         if !self.style.timestamp && self.style.format == LogFormat::Text {
             return;
         }
@@ -144,7 +163,7 @@ impl Printer {
     }
 
     /// Appends one output line of source `index` to the batch.
-    pub fn line(&self, index: usize, text: &[u8]) {
+    pub(crate) fn line(&self, index: usize, text: &[u8]) {
         let sources = self.sources.borrow();
         let Some(src) = sources.get(index) else {
             return;
@@ -186,16 +205,16 @@ impl Printer {
         batch.extend_from_slice(b"{\"time\":\"");
         batch.extend_from_slice(&self.stamp.borrow().2);
         batch.extend_from_slice(b"\",\"name\":");
-        json_string(batch, name.as_bytes());
+        crate::text::json_string(batch, name.as_bytes());
         batch.extend_from_slice(b",\"pid\":");
         let _ = std::io::Write::write_fmt(batch, format_args!("{pid}"));
         batch.extend_from_slice(b",\"text\":");
-        json_string(batch, text);
+        crate::text::json_string(batch, text);
         batch.extend_from_slice(b"}\n");
     }
 
     /// Prints a `system` line now (never coloured, never quiet).
-    pub fn system(&self, text: &str) {
+    pub(crate) fn system(&self, text: &str) {
         self.stamp_now();
         {
             let mut batch = self.batch.borrow_mut();
@@ -215,7 +234,7 @@ impl Printer {
     }
 
     /// Hands the batch to the writer thread.
-    pub fn commit(&self) {
+    pub(crate) fn commit(&self) {
         let mut batch = self.batch.borrow_mut();
         if batch.is_empty() {
             return;
@@ -237,12 +256,12 @@ impl Printer {
     }
 
     /// False while the writer is more than `LIMIT` bytes behind.
-    pub fn has_room(&self) -> bool {
+    pub(crate) fn has_room(&self) -> bool {
         lock(&self.shared.state).pending.len() < LIMIT
     }
 
     /// Waits until `has_room`.
-    pub async fn wait_room(&self) {
+    pub(crate) async fn wait_room(&self) {
         loop {
             let notified = self.shared.room.notified();
             tokio::pin!(notified);
@@ -255,7 +274,7 @@ impl Printer {
     }
 
     /// Waits (blocking) until everything is written or `deadline`; returns the bytes left.
-    pub fn finish(&self, deadline: Instant) -> u64 {
+    pub(crate) fn finish(&self, deadline: Instant) -> u64 {
         self.commit();
         let mut st = lock(&self.shared.state);
         while (st.writing || !st.pending.is_empty()) && !st.broken {
@@ -276,27 +295,6 @@ impl Printer {
         self.shared.wake_writer.notify_one();
         left
     }
-}
-
-fn json_string(out: &mut Vec<u8>, text: &[u8]) {
-    out.push(b'"');
-    for ch in String::from_utf8_lossy(text).chars() {
-        match ch {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
-            }
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
-        }
-    }
-    out.push(b'"');
 }
 
 /// The writer thread: takes batches and writes them to fd 1 until told to close.
@@ -323,19 +321,23 @@ fn writer(shared: &Shared) {
         if buf.capacity() > 4 * LIMIT {
             buf = Vec::new();
         }
-        {
+        let newly_broken = {
             let mut st = lock(&shared.state);
             st.writing = false;
-            if let Err(e) = result {
-                if !st.broken {
-                    st.broken = true;
-                    crate::warn(&format!(
-                        "stdout is closed ({e}); process output is discarded from now on"
-                    ));
+            match &result {
+                Ok(()) => false,
+                Err(_) => {
+                    st.dropped_bytes += len + st.pending.len() as u64;
+                    st.pending.clear();
+                    !std::mem::replace(&mut st.broken, true)
                 }
-                st.dropped_bytes += len + st.pending.len() as u64;
-                st.pending.clear();
             }
+        };
+        // Warned without the lock held: a blocked stderr must not stall the event loop.
+        if let (true, Err(e)) = (newly_broken, &result) {
+            crate::warn(&format!(
+                "stdout is closed ({e}); process output is discarded from now on"
+            ));
         }
         shared.written.notify_all();
         shared.room.notify_waiters();
@@ -363,19 +365,4 @@ fn write_all_stdout(mut data: &[u8]) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_escaping() {
-        let mut out = Vec::new();
-        json_string(&mut out, b"a\"b\\c\nd\x01\xff");
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "\"a\\\"b\\\\c\\nd\\u0001\u{fffd}\""
-        );
-    }
 }

@@ -3,7 +3,7 @@
 //!
 //! procrun's own parser rather than dotenvy: dotenvy 0.15 rejects lines honcho accepts
 //! (`A=hello world`, `G=O'Brien`) and expands `${VAR}`, which would corrupt passwords with `$`.
-//! The grammar (docs/env.md) keeps honcho's values for the common forms:
+//! The grammar (also in README.md) keeps honcho's values for the common forms:
 //! - blank lines and `#` comments are skipped; leading whitespace is fine;
 //! - `[export ]KEY = VALUE`, KEY is `[A-Za-z_][A-Za-z0-9_]*`;
 //! - unquoted values: `\x` is `x`, an unquoted `#` starts a comment, surrounding whitespace is
@@ -17,13 +17,13 @@
 
 /// An error at a given 1-based line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvError {
-    pub line: usize,
-    pub message: String,
+pub(crate) struct EnvError {
+    pub(crate) line: usize,
+    pub(crate) message: String,
 }
 
 /// Parses `.env` text into `(key, value)` pairs in file order (later ones win when merged).
-pub fn parse(text: &str) -> Result<Vec<(String, String)>, EnvError> {
+pub(crate) fn parse(text: &str) -> Result<Vec<(String, String)>, EnvError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut p = Parser {
         chars: text.chars().collect(),

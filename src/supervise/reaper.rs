@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 /// Result of one reaping pass.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Children {
+pub(crate) enum Children {
     /// Some children may still be running.
     Some,
     /// `ECHILD`: procrun has no children left.
@@ -18,7 +18,7 @@ pub enum Children {
 
 /// Reaps every exited child (`waitpid(-1, WNOHANG)` until nothing is left) and hands each
 /// status to `on_exit`, whoever the child was: managed processes and adopted orphans alike.
-pub fn reap(mut on_exit: impl FnMut(Pid, WaitStatus)) -> Children {
+pub(crate) fn reap(mut on_exit: impl FnMut(Pid, WaitStatus)) -> Children {
     loop {
         match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => return Children::Some,
@@ -35,12 +35,12 @@ pub fn reap(mut on_exit: impl FnMut(Pid, WaitStatus)) -> Children {
 }
 
 /// True when procrun is the init of its PID namespace.
-pub fn is_pid1() -> bool {
+pub(crate) fn is_pid1() -> bool {
     std::process::id() == 1
 }
 
 /// Makes procrun the reaper of orphaned descendants when it is not PID 1.
-pub fn become_subreaper() {
+pub(crate) fn become_subreaper() {
     if is_pid1() {
         return;
     }
@@ -52,58 +52,26 @@ pub fn become_subreaper() {
 }
 
 /// Every live descendant of procrun as `(pid, pgid)`, from `/proc`.
-pub fn descendants() -> Vec<(Pid, Pid)> {
+pub(crate) fn descendants() -> Vec<(Pid, Pid)> {
     let me = std::process::id() as i32;
-    let mut children: HashMap<i32, Vec<(i32, i32, char)>> = HashMap::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Fields after the command name, which is in parentheses and may contain anything.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
-        let ppid: i32 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        let pgid: i32 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        children.entry(ppid).or_default().push((pid, pgid, state));
+    let mut children: HashMap<i32, Vec<(i32, super::procfs::Stat)>> = HashMap::new();
+    for (pid, stat) in super::procfs::all() {
+        children.entry(stat.ppid).or_default().push((pid, stat));
     }
     let mut out = Vec::new();
     let mut stack = vec![me];
     while let Some(p) = stack.pop() {
-        for &(c, pgid, state) in children.get(&p).map(|v| v.as_slice()).unwrap_or(&[]) {
+        for &(c, stat) in children.get(&p).map(|v| v.as_slice()).unwrap_or(&[]) {
             if c == me {
                 continue;
             }
             stack.push(c);
-            if state != 'Z' && state != 'X' {
-                out.push((Pid::from_raw(c), Pid::from_raw(pgid)));
+            if stat.is_alive() {
+                out.push((Pid::from_raw(c), Pid::from_raw(stat.pgid)));
             }
         }
     }
     out
-}
-
-/// True when the process is stopped (state `T`, e.g. by SIGSTOP or Ctrl-Z).
-pub fn is_stopped(pid: Pid) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rfind(')')
-                .map(|i| stat[i + 1..].trim_start().starts_with('T'))
-        })
-        .unwrap_or(false)
 }
 
 /// Sends `sig` to the process group led by `leader`, a child procrun has not reaped yet.
@@ -112,13 +80,13 @@ pub fn is_stopped(pid: Pid) -> bool {
 /// and `killpg` fails with ESRCH: then the signal goes to the child itself, where it stays
 /// pending (the child still has every signal blocked) until the child restores its mask, just
 /// before exec. So a signal is never lost in that window.
-pub fn signal_group(leader: Pid, sig: Signal) {
+pub(crate) fn signal_group(leader: Pid, sig: Signal) {
     if nix::sys::signal::killpg(leader, sig) == Err(Errno::ESRCH) {
         let _ = kill(leader, sig);
     }
 }
 
 /// Sends `sig` to one process, ignoring "no such process".
-pub fn signal_pid(pid: Pid, sig: Signal) {
+pub(crate) fn signal_pid(pid: Pid, sig: Signal) {
     let _ = kill(pid, sig);
 }

@@ -4,7 +4,8 @@
 //! over three sources: the signalfd (SIGCHLD → reap; INT/TERM/HUP/QUIT → shutdown; USR1, USR2,
 //! WINCH, CONT → forwarded), end-of-output events from the pipe readers, and the next deadline.
 //! Pipe readers are local tasks that turn bytes into whole lines and hand them to the printer
-//! as they arrive; the status endpoint's tasks only read the snapshots `publish` leaves.
+//! as they arrive. What observers may read (the status endpoint, readiness checks) is published
+//! on the `Board` as processes start and stop.
 //!
 //! A process *stops* when its shell is reaped and its pipe has reached EOF, or `DRAIN` after the
 //! reap if a background job still holds the pipe. The first process to stop ends the run:
@@ -13,18 +14,20 @@
 //! their group) get SIGTERM, then SIGKILL after the rest of the grace; procrun exits once it has
 //! no children and the pipes are drained.
 
+use super::board::Board;
+use super::reaper::{self, Children};
+use super::spawn::{self, BaseEnv};
 use crate::config::Instance;
 use crate::output::lines::LineSplitter;
 use crate::output::printer::{Printer, Style};
-use crate::reaper::{self, Children};
-use crate::spawn;
-use crate::status::{ProcStatus, StatusBoard};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 use std::cell::RefCell;
 use std::collections::HashSet;
+use std::future::Future;
 use std::os::fd::OwnedFd;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -41,14 +44,25 @@ const QUIET: Duration = Duration::from_millis(1000);
 /// Longest line printed in one piece.
 const LINE_LIMIT: usize = 64 * 1024;
 
+/// A task that runs beside the supervisor until the run ends (the status endpoint).
+pub(crate) type Service = Pin<Box<dyn Future<Output = ()>>>;
+
 /// What `start` needs to run.
-pub struct Plan {
-    pub instances: Vec<Instance>,
-    pub overlays: Vec<Vec<(String, String)>>,
-    pub quiet: HashSet<String>,
-    pub timeout: Duration,
-    pub mask: SigSet,
-    pub board: Option<Rc<StatusBoard>>,
+pub(crate) struct Plan {
+    pub(crate) instances: Vec<Instance>,
+    /// Each instance's variables on top of `base_env`.
+    pub(crate) overlays: Vec<Vec<(String, String)>>,
+    pub(crate) base_env: BaseEnv,
+    /// Process types whose output is dropped.
+    pub(crate) quiet: HashSet<String>,
+    /// Grace between SIGTERM and SIGKILL.
+    pub(crate) timeout: Duration,
+    /// The signal mask procrun inherited, restored in children.
+    pub(crate) mask: SigSet,
+    /// Where the supervisor publishes its processes, when someone reads it.
+    pub(crate) board: Option<Rc<Board>>,
+    /// Local tasks to run beside the supervisor.
+    pub(crate) services: Vec<Service>,
 }
 
 #[derive(Debug)]
@@ -105,7 +119,7 @@ struct Supervisor {
     shutdown_signals: u32,
     signalled_groups: HashSet<i32>,
     no_children: bool,
-    board: Option<Rc<StatusBoard>>,
+    board: Option<Rc<Board>>,
 }
 
 enum Event {
@@ -116,14 +130,19 @@ enum Event {
 ///
 /// The children are forked first, before the output thread and the event loop are built, so
 /// that their start-up overlaps procrun's own (their output waits in the pipes meanwhile).
-pub fn run(plan: Plan, style: Style) -> i32 {
+pub(crate) fn run(mut plan: Plan, style: Style) -> i32 {
     reaper::become_subreaper();
-    let base_env = spawn::BaseEnv::inherit();
     let mut spawned = Vec::with_capacity(plan.instances.len());
     let mut failure = None;
     for (inst, overlay) in plan.instances.iter().zip(&plan.overlays) {
         let argv = spawn::shell(&inst.command);
-        match spawn::spawn(&argv, &base_env, overlay, &plan.mask, spawn::Stdio3::Piped) {
+        match spawn::spawn(
+            &argv,
+            &plan.base_env,
+            overlay,
+            &plan.mask,
+            spawn::Stdio3::Piped,
+        ) {
             Ok(child) => spawned.push(child),
             Err(e) => {
                 failure = Some(format!("cannot start {}: {e}", inst.name));
@@ -142,7 +161,11 @@ pub fn run(plan: Plan, style: Style) -> i32 {
             return crate::error::EXIT_BAD_INPUT;
         }
     };
-    let code = crate::block_on_local(run_async(plan, Rc::clone(&printer), spawned, failure));
+    let services = std::mem::take(&mut plan.services);
+    let code = crate::runtime::block_on_local(
+        run_async(plan, services, Rc::clone(&printer), spawned, failure),
+        crate::error::EXIT_BAD_INPUT,
+    );
     let left = printer.finish(std::time::Instant::now() + Duration::from_secs(2));
     if left > 0 {
         crate::warn(&format!(
@@ -154,11 +177,12 @@ pub fn run(plan: Plan, style: Style) -> i32 {
 
 async fn run_async(
     plan: Plan,
+    services: Vec<Service>,
     printer: Rc<Printer>,
     spawned: Vec<spawn::Spawned>,
     failure: Option<String>,
 ) -> i32 {
-    let Some(mut signals) = crate::signals::Signals::open() else {
+    let Some(mut signals) = super::signals::Signals::open() else {
         return crate::error::EXIT_BAD_INPUT;
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -175,8 +199,11 @@ async fn run_async(
         no_children: false,
         board: plan.board.clone(),
     };
-    for (inst, child) in plan.instances.iter().zip(spawned) {
+    for (i, (inst, child)) in plan.instances.iter().zip(spawned).enumerate() {
         let quiet = plan.quiet.contains(&inst.type_name);
+        if let Some(board) = &plan.board {
+            board.started(i, child.pid.as_raw());
+        }
         let index = printer.add_source(&inst.name, child.pid.as_raw() as u32, quiet);
         printer.system(&format!("{} started (pid={})", inst.name, child.pid));
         sup.procs.push(Proc {
@@ -204,10 +231,11 @@ async fn run_async(
         sup.exit_code = Some(crate::error::EXIT_BAD_INPUT);
         sup.begin_shutdown();
     }
-    sup.publish();
-    // Status endpoint and readiness pollers (issue 6): local tasks that only read the board.
     if let Some(board) = &plan.board {
-        crate::status::serve(Rc::clone(board));
+        super::ready::spawn_pollers(board);
+    }
+    for service in services {
+        tokio::task::spawn_local(service);
     }
     if sup.procs.is_empty() {
         return sup.exit_code.unwrap_or(0);
@@ -304,7 +332,6 @@ impl Supervisor {
     /// Applies every state change that is due now.
     fn advance(&mut self) {
         let now = Instant::now();
-        let mut changed = false;
         for i in 0..self.procs.len() {
             let p = &self.procs[i];
             let due = match p.exit {
@@ -313,11 +340,7 @@ impl Supervisor {
             };
             if !p.stopped && due {
                 self.stop(i);
-                changed = true;
             }
-        }
-        if changed {
-            self.publish();
         }
         if self.phase.kill_at().is_some_and(|at| now >= at) {
             self.kill_all();
@@ -338,6 +361,9 @@ impl Supervisor {
         };
         let line = format!("{} stopped (rc={rc})", p.name);
         self.printer.system(&line);
+        if let Some(board) = &self.board {
+            board.stopped(i, crate::error::status_code(&status));
+        }
         if self.exit_code.is_none() {
             self.exit_code = crate::error::status_code(&status);
         }
@@ -383,7 +409,7 @@ impl Supervisor {
             self.signalled_groups.insert(p.pid.as_raw());
             // A stopped process cannot act on SIGTERM until it is continued (systemd does the
             // same); running ones are not sent an extra signal.
-            if sig == Signal::SIGTERM && reaper::is_stopped(p.pid) {
+            if sig == Signal::SIGTERM && super::procfs::is_stopped(p.pid) {
                 reaper::signal_group(p.pid, Signal::SIGCONT);
             }
         }
@@ -472,23 +498,6 @@ impl Supervisor {
     fn final_code(&self) -> i32 {
         self.signal_code.or(self.exit_code).unwrap_or(0)
     }
-
-    fn publish(&self) {
-        let Some(board) = &self.board else { return };
-        let list = self
-            .procs
-            .iter()
-            .map(|p| ProcStatus {
-                name: p.name.clone(),
-                pid: p.pid.as_raw(),
-                running: p.exit.is_none(),
-                exit_code: p
-                    .exit
-                    .and_then(|(status, _)| crate::error::status_code(&status)),
-            })
-            .collect();
-        board.update(list);
-    }
 }
 
 /// Reads one process's pipe and prints its lines until EOF.
@@ -500,7 +509,7 @@ async fn read_output(
     buf: Rc<RefCell<Vec<u8>>>,
 ) {
     let mut splitter = LineSplitter::new(LINE_LIMIT);
-    let Ok(afd) = crate::signals::register_pipe(fd) else {
+    let Ok(afd) = super::signals::register_pipe(fd) else {
         let _ = tx.send(Event::Eof(index));
         return;
     };

@@ -1,6 +1,6 @@
 //! Procfile text → process specs. Pure: no I/O.
 //!
-//! Grammar (honcho's, plus procrun's deliberate differences, see docs/procfile.md):
+//! Grammar (honcho's, plus procrun's deliberate differences listed in README.md):
 //! - a UTF-8 BOM at the start is stripped;
 //! - lines end at `\n`, `\r\n` or a lone `\r`;
 //! - a line ending in `\` is joined with the next one (the backslash and line break are removed,
@@ -12,26 +12,26 @@
 
 /// One `name: command` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessSpec {
+pub(crate) struct ProcessSpec {
     /// The process type name (`web`).
-    pub name: String,
+    pub(crate) name: String,
     /// The command given to `/bin/sh -c`.
-    pub command: String,
+    pub(crate) command: String,
     /// 1-based line number where the entry starts.
-    pub line: usize,
+    pub(crate) line: usize,
 }
 
 /// A successfully parsed Procfile, with warnings for ignored lines.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Procfile {
-    pub processes: Vec<ProcessSpec>,
+pub(crate) struct Procfile {
+    pub(crate) processes: Vec<ProcessSpec>,
     /// `(line, message)` for lines that match no rule.
-    pub warnings: Vec<(usize, String)>,
+    pub(crate) warnings: Vec<(usize, String)>,
 }
 
 /// Why a Procfile was rejected.
 #[derive(Debug, PartialEq, Eq)]
-pub enum ProcfileError {
+pub(crate) enum ProcfileError {
     /// The same name on two lines.
     Duplicate {
         name: String,
@@ -92,7 +92,7 @@ fn parse_entry(line: &str) -> Option<(&str, &str)> {
 }
 
 /// Parses Procfile text.
-pub fn parse(text: &str) -> Result<Procfile, ProcfileError> {
+pub(crate) fn parse(text: &str) -> Result<Procfile, ProcfileError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut result = Procfile::default();
     let mut logical: Option<(usize, String)> = None;

@@ -6,36 +6,35 @@
 //! leftover descendants get SIGTERM, then SIGKILL after `--timeout`, and procrun exits with the
 //! command's code (128+N for a death by signal N).
 
-use crate::reaper::{self, Children};
+use super::reaper::{self, Children};
+use super::spawn::{self, BaseEnv};
+use crate::text::shell_quote;
 use nix::sys::signal::{SigSet, Signal};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Quotes one word for `/bin/sh`.
-pub fn shell_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./-_".contains(&b))
-    {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', "'\"'\"'"))
-    }
-}
-
 /// Runs the command; returns procrun's exit code.
-pub fn run(argv: &[String], overlay: &[(String, String)], mask: &SigSet, timeout: Duration) -> i32 {
-    crate::block_on_local(run_async(argv, overlay, mask, timeout))
-}
-
-async fn run_async(
+pub(crate) fn run(
     argv: &[String],
+    base: &BaseEnv,
     overlay: &[(String, String)],
     mask: &SigSet,
     timeout: Duration,
 ) -> i32 {
-    let Some(mut signals) = crate::signals::Signals::open() else {
+    crate::runtime::block_on_local(
+        run_async(argv, base, overlay, mask, timeout),
+        crate::error::EXIT_BAD_INPUT,
+    )
+}
+
+async fn run_async(
+    argv: &[String],
+    base: &BaseEnv,
+    overlay: &[(String, String)],
+    mask: &SigSet,
+    timeout: Duration,
+) -> i32 {
+    let Some(mut signals) = super::signals::Signals::open() else {
         return crate::error::EXIT_BAD_INPUT;
     };
     reaper::become_subreaper();
@@ -46,12 +45,12 @@ async fn run_async(
     }
     let words: Vec<String> = argv.iter().map(|w| shell_quote(w)).collect();
     let command = format!("exec {}", words.join(" "));
-    let child = match crate::spawn::spawn(
-        &crate::spawn::shell(&command),
-        &crate::spawn::BaseEnv::inherit(),
+    let child = match spawn::spawn(
+        &spawn::shell(&command),
+        base,
         overlay,
         mask,
-        crate::spawn::Stdio3::Inherit,
+        spawn::Stdio3::Inherit,
     ) {
         Ok(c) => c,
         Err(e) => {
@@ -104,22 +103,4 @@ async fn run_async(
         }
     }
     code.unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn quoting() {
-        let cases = [
-            ("abc", "abc"),
-            ("a b", "'a b'"),
-            ("", "''"),
-            ("it's", "'it'\"'\"'s'"),
-            ("$HOME", "'$HOME'"),
-            ("a|b", "'a|b'"),
-        ];
-        for (w, want) in cases {
-            assert_eq!(super::shell_quote(w), want);
-        }
-    }
 }

@@ -22,7 +22,7 @@ const NOT_BLOCKED: [Signal; 8] = [
 ];
 
 /// The set procrun blocks and reads from its signalfd.
-pub fn handled_set() -> SigSet {
+pub(crate) fn handled_set() -> SigSet {
     let mut set = SigSet::all();
     for s in NOT_BLOCKED {
         set.remove(s);
@@ -47,7 +47,7 @@ fn block_now() -> SigSet {
 /// Blocks every asynchronous signal; for the binary's `.init_array` constructor, which runs
 /// before Rust's runtime and `main`. That narrows the window in which the kernel discards a
 /// signal sent to a fresh PID 1 to the program loader's own work.
-pub extern "C" fn block_at_load() {
+pub(crate) extern "C" fn block_at_load() {
     let _ = INHERITED.set(block_now());
     // Rust's runtime ignores SIGPIPE right after this; remember what procrun inherited so that
     // children get that back (default, unless procrun itself was started with it ignored).
@@ -62,27 +62,23 @@ pub extern "C" fn block_at_load() {
 }
 
 /// Whether procrun was started with SIGPIPE ignored (known only when the constructor ran).
-pub static PIPE_IGNORED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+pub(crate) static PIPE_IGNORED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 /// Blocks every asynchronous signal in the calling (main) thread, if the constructor has not
 /// already; returns the mask procrun inherited, to be restored in children.
-pub fn block_all() -> SigSet {
+pub(crate) fn block_all() -> SigSet {
     *INHERITED.get_or_init(block_now)
 }
 
-/// Restores a signal mask (used by `run` after exec'ing nothing else... and in tests).
-pub fn set_mask(mask: &SigSet) {
-    let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(mask), None);
-}
-
 /// The async stream of signals received by procrun.
-pub struct Signals {
+pub(crate) struct Signals {
     fd: AsyncFd<SignalFd>,
 }
 
 impl Signals {
     /// Opens the signalfd; signals that arrived since `block_all` are pending and come first.
-    pub fn new() -> std::io::Result<Signals> {
+    pub(crate) fn new() -> std::io::Result<Signals> {
         let sfd = SignalFd::with_flags(
             &handled_set(),
             SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
@@ -94,14 +90,14 @@ impl Signals {
     }
 
     /// `new`, or `None` after a warning.
-    pub fn open() -> Option<Signals> {
+    pub(crate) fn open() -> Option<Signals> {
         Signals::new()
             .map_err(|e| crate::warn(&format!("cannot read signals: {e}")))
             .ok()
     }
 
     /// The next signal (its number; real-time signals included).
-    pub async fn recv(&mut self) -> i32 {
+    pub(crate) async fn recv(&mut self) -> i32 {
         loop {
             let Ok(mut guard) = self.fd.readable_mut().await else {
                 std::future::pending::<()>().await;
@@ -121,15 +117,10 @@ impl Signals {
     }
 }
 
-/// `SIGTERM` → "SIGTERM".
-pub fn name(signo: i32) -> String {
-    Signal::try_from(signo)
-        .map(|s| s.as_str().to_string())
-        .unwrap_or_else(|_| format!("signal {signo}"))
-}
-
 /// Registers an owned pipe end with the event loop.
-pub fn register_pipe(fd: std::os::fd::OwnedFd) -> std::io::Result<AsyncFd<std::os::fd::OwnedFd>> {
+pub(crate) fn register_pipe(
+    fd: std::os::fd::OwnedFd,
+) -> std::io::Result<AsyncFd<std::os::fd::OwnedFd>> {
     // SAFETY: `OwnedFd` owns its descriptor; it stays open and refers to the same pipe until
     // the AsyncFd that now owns the OwnedFd is dropped.
     unsafe { AsyncFd::register(fd) }.map_err(std::io::Error::from)

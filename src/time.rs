@@ -3,8 +3,10 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Local wall-clock `HH:MM:SS` for a Unix time in seconds (honours `TZ`).
-pub fn local_hms(secs: i64) -> [u8; 8] {
-    let t: libc::time_t = secs as libc::time_t;
+pub(crate) fn local_hms(secs: i64) -> [u8; 8] {
+    // `time_t` is 64-bit on the 64-bit targets procrun supports (glibc and musl alike); it is
+    // not named because libc deprecates the alias on musl.
+    let t: i64 = secs;
     // SAFETY: `tm` is a plain C struct for which all-zero bytes are a valid value, and
     // `localtime_r` is the re-entrant variant that only writes into the `tm` we own.
     let tm = unsafe {
@@ -33,7 +35,7 @@ fn hms(day_secs: u32) -> [u8; 8] {
 }
 
 /// Seconds and milliseconds since the Unix epoch.
-pub fn now() -> (i64, u32) {
+pub(crate) fn now() -> (i64, u32) {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -41,7 +43,7 @@ pub fn now() -> (i64, u32) {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for a Unix time.
-pub fn rfc3339_utc(secs: i64, millis: u32) -> String {
+pub(crate) fn rfc3339_utc(secs: i64, millis: u32) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400) as u32;
     // Civil-from-days (proleptic Gregorian), after Howard Hinnant's published algorithm.

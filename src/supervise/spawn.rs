@@ -15,17 +15,17 @@ use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 use std::ffi::{CString, OsStr};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 
 /// A started child.
-pub struct Spawned {
-    pub pid: Pid,
+pub(crate) struct Spawned {
+    pub(crate) pid: Pid,
     /// The read end of its output pipe, non-blocking (None when output is inherited).
-    pub output: Option<OwnedFd>,
+    pub(crate) output: Option<OwnedFd>,
 }
 
 /// How the child's stdio is wired.
-pub enum Stdio3 {
+pub(crate) enum Stdio3 {
     /// stdin `/dev/null`, stdout+stderr on a new pipe, a new session (Procfile processes).
     Piped,
     /// Inherit procrun's stdin/stdout/stderr; a new process group in procrun's session that
@@ -38,17 +38,19 @@ fn cstring(bytes: &[u8]) -> std::io::Result<CString> {
         .map_err(|_| std::io::Error::other("argument or variable contains a NUL byte"))
 }
 
-/// procrun's own environment as `KEY=VALUE` C strings, read once and shared by every spawn.
-pub struct BaseEnv {
+/// procrun's own environment as `KEY=VALUE` C strings, shared by every spawn.
+pub(crate) struct BaseEnv {
     vars: Vec<(Vec<u8>, CString)>,
 }
 
 impl BaseEnv {
-    /// Reads procrun's environment (procrun never changes it, so once is enough).
-    pub fn inherit() -> BaseEnv {
-        let vars = std::env::vars_os()
+    /// procrun's environment (read once at start-up; procrun never changes it).
+    pub(crate) fn new(os: &crate::config::OsEnv) -> BaseEnv {
+        let vars = os
+            .vars()
+            .iter()
             .filter_map(|(k, v)| {
-                let key = k.into_vec();
+                let key = k.as_bytes().to_vec();
                 let mut kv = key.clone();
                 kv.push(b'=');
                 kv.extend_from_slice(v.as_bytes());
@@ -60,7 +62,7 @@ impl BaseEnv {
 }
 
 /// Starts `argv` with the environment `base` plus `overlay` (overlay entries win).
-pub fn spawn(
+pub(crate) fn spawn(
     argv: &[&str],
     base: &BaseEnv,
     overlay: &[(String, String)],
@@ -107,7 +109,7 @@ pub fn spawn(
     let stdin_fd = devnull.as_ref().map(|f| f.as_raw_fd());
     let out_fd = pipe.as_ref().map(|(_, w)| w.as_raw_fd());
     let mask = *mask;
-    let ignore_pipe = crate::signals::PIPE_IGNORED.load(std::sync::atomic::Ordering::Relaxed);
+    let ignore_pipe = super::signals::PIPE_IGNORED.load(std::sync::atomic::Ordering::Relaxed);
 
     // SAFETY: between `fork` and `execve` the child (a copy of one thread of a process that
     // has another thread) may only make async-signal-safe calls. It calls dup2, setsid,
@@ -166,6 +168,6 @@ pub fn spawn(
 }
 
 /// The argv for a Procfile command.
-pub fn shell(command: &str) -> [&str; 3] {
+pub(crate) fn shell(command: &str) -> [&str; 3] {
     ["/bin/sh", "-c", command]
 }

@@ -1,0 +1,417 @@
+//! The status endpoint of `procrun start --status-addr`: `GET /health` (200 when every process
+//! runs and is ready, else 503 with the reasons) and `GET /status` (JSON, or a table with
+//! `?format=text`, which `procrun status` prints).
+//!
+//! It runs as local tasks on the supervisor's current-thread runtime and only reads the board,
+//! so it cannot hold up supervision: each connection gets `HEAD_LIMIT` bytes and `IO_TIMEOUT`
+//! to send its request and to take the answer, at most `MAX_CONNECTIONS` are served at once
+//! (more are closed on accept), and accept errors (such as running out of descriptors) back off
+//! instead of spinning.
+
+use crate::error::Error;
+use crate::net::addr::HostPort;
+use crate::net::http;
+use crate::supervise::board::{Board, Entry, State};
+use std::cell::Cell;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Longest request head accepted.
+const HEAD_LIMIT: usize = 8 * 1024;
+/// Time a client has to send its request head, and again to take the answer.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections served at once; more are closed on accept.
+const MAX_CONNECTIONS: usize = 64;
+
+/// Binds the endpoint's listener (before anything is started, so a taken port is an error
+/// of the configuration) and says where it listens.
+pub(crate) fn bind(listen: &HostPort) -> Result<std::net::TcpListener, Error> {
+    let invalid = || Error::InvalidAddress {
+        value: listen.authority(),
+    };
+    let sockaddr: SocketAddr = (listen.host.as_str(), listen.port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(invalid)?;
+    let listener = std::net::TcpListener::bind(sockaddr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| Error::Io {
+            context: format!("cannot serve the status endpoint on {sockaddr}"),
+            source: e,
+        })?;
+    let bound = listener.local_addr().unwrap_or(sockaddr);
+    crate::warn(&format!(
+        "status endpoint on http://{bound} (GET /health, GET /status)"
+    ));
+    Ok(listener)
+}
+
+/// Serves the endpoint until the runtime ends (spawn it as a local task).
+pub(crate) async fn serve(board: Rc<Board>, listener: std::net::TcpListener) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            crate::warn(&format!("cannot serve the status endpoint: {e}"));
+            return;
+        }
+    };
+    let active = Rc::new(Cell::new(0usize));
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                if active.get() >= MAX_CONNECTIONS {
+                    drop(stream);
+                    continue;
+                }
+                active.set(active.get() + 1);
+                let slot = Slot(Rc::clone(&active));
+                tokio::task::spawn_local(serve_connection(stream, Rc::clone(&board), slot));
+            }
+            // Out of descriptors or a transient error: back off instead of spinning.
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Counts a connection while it is served.
+struct Slot(Rc<Cell<usize>>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
+enum ReadError {
+    TooLarge,
+    Invalid,
+    Closed,
+}
+
+async fn read_request(stream: &mut tokio::net::TcpStream) -> Result<http::Request, ReadError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|_| ReadError::Closed)?;
+        if n == 0 {
+            return Err(ReadError::Closed);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        match http::parse_request(&buf) {
+            Ok(Some(request)) => return Ok(request),
+            Ok(None) if buf.len() > HEAD_LIMIT => return Err(ReadError::TooLarge),
+            Ok(None) => {}
+            Err(()) => return Err(ReadError::Invalid),
+        }
+    }
+}
+
+async fn serve_connection(mut stream: tokio::net::TcpStream, board: Rc<Board>, _slot: Slot) {
+    let answer = match tokio::time::timeout(IO_TIMEOUT, read_request(&mut stream)).await {
+        Ok(Ok(request)) => route(&request, &board),
+        Ok(Err(ReadError::TooLarge)) => {
+            http::response(431, "text/plain", b"request head too large\n", false, "")
+        }
+        Ok(Err(ReadError::Invalid)) => {
+            http::response(400, "text/plain", b"bad request\n", false, "")
+        }
+        Ok(Err(ReadError::Closed)) => return,
+        Err(_elapsed) => {
+            let r = http::response(408, "text/plain", b"request timeout\n", false, "");
+            let _ = tokio::time::timeout(Duration::from_millis(100), stream.write_all(&r)).await;
+            return;
+        }
+    };
+    let _ = tokio::time::timeout(IO_TIMEOUT, async {
+        stream.write_all(&answer).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+fn route(request: &http::Request, board: &Board) -> Vec<u8> {
+    let head_only = request.method == "HEAD";
+    if request.method != "GET" && !head_only {
+        return http::response(
+            405,
+            "text/plain",
+            b"method not allowed\n",
+            false,
+            "Allow: GET, HEAD\r\n",
+        );
+    }
+    let entries = board.entries();
+    match request.path.as_str() {
+        "/health" => {
+            let (mut code, mut body) = health(&entries);
+            if board.is_stopping() {
+                code = 503;
+                body = format!("stopping (procrun is shutting down); {body}");
+            }
+            let ctype = "text/plain; charset=utf-8";
+            http::response(code, ctype, body.as_bytes(), head_only, "")
+        }
+        "/status" if request.param("format") == Some("text") => {
+            let body = table(&entries, SystemTime::now());
+            let ctype = "text/plain; charset=utf-8";
+            http::response(200, ctype, body.as_bytes(), head_only, "")
+        }
+        "/status" => {
+            let body = status_json(&entries, SystemTime::now());
+            http::response(200, "application/json", body.as_bytes(), head_only, "")
+        }
+        _ => http::response(
+            404,
+            "text/plain",
+            b"not found (try /health or /status)\n",
+            head_only,
+            "",
+        ),
+    }
+}
+
+/// `/health`: 200 when every process is running and ready, else 503 naming those that are not.
+fn health(entries: &[Entry]) -> (u16, String) {
+    if entries.is_empty() {
+        return (503, "no processes\n".into());
+    }
+    let bad: Vec<String> = entries
+        .iter()
+        .filter(|e| !e.is_ready())
+        .map(|e| {
+            let why = match (e.state, e.exit_code) {
+                (State::Running, _) => "not ready".to_string(),
+                (State::Stopped, Some(code)) => format!("stopped, exit {code}"),
+                (state, _) => state.as_str().to_string(),
+            };
+            format!("{} ({why})", e.name)
+        })
+        .collect();
+    if bad.is_empty() {
+        (200, format!("ok: {} running and ready\n", entries.len()))
+    } else {
+        (503, format!("unhealthy: {}\n", bad.join(", ")))
+    }
+}
+
+fn healthy(entries: &[Entry]) -> bool {
+    !entries.is_empty() && entries.iter().all(Entry::is_ready)
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    crate::time::rfc3339_utc(d.as_secs() as i64, d.subsec_millis())
+}
+
+fn uptime(e: &Entry, now: SystemTime) -> Option<u64> {
+    match (e.state, e.started_at) {
+        (State::Running, Some(t)) => Some(now.duration_since(t).unwrap_or_default().as_secs()),
+        _ => None,
+    }
+}
+
+/// `/status`: every process as JSON.
+fn status_json(entries: &[Entry], now: SystemTime) -> String {
+    use crate::text::json_str;
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "null".into());
+    let procs: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{{\"name\":{},\"type\":{},\"pid\":{},\"port\":{},\"state\":{},\"started_at\":{},\"uptime_seconds\":{},\"stopped_at\":{},\"exit_code\":{},\"ready\":{},\"ready_check\":{}}}",
+                json_str(&e.name),
+                json_str(&e.type_name),
+                opt(e.pid.map(|p| p.to_string())),
+                opt((e.port > 0).then(|| e.port.to_string())),
+                json_str(e.state.as_str()),
+                opt(e.started_at.map(|t| json_str(&rfc3339(t)))),
+                opt(uptime(e, now).map(|s| s.to_string())),
+                opt(e.stopped_at.map(|t| json_str(&rfc3339(t)))),
+                opt(e.exit_code.map(|c| c.to_string())),
+                e.is_ready(),
+                opt(e.check.as_ref().map(|c| json_str(&c.to_string()))),
+            )
+        })
+        .collect();
+    format!(
+        "{{\"healthy\":{},\"pid\":{},\"processes\":[{}]}}\n",
+        healthy(entries),
+        std::process::id(),
+        procs.join(",")
+    )
+}
+
+fn human_secs(s: u64) -> String {
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s / 60 % 60),
+        _ => format!("{}d{:02}h", s / 86400, s / 3600 % 24),
+    }
+}
+
+/// `/status?format=text`: the table `procrun status` prints, then `healthy` or `unhealthy`.
+fn table(entries: &[Entry], now: SystemTime) -> String {
+    let mut rows = vec![[
+        "NAME".to_string(),
+        "PID".into(),
+        "STATE".into(),
+        "READY".into(),
+        "UPTIME/EXIT".into(),
+    ]];
+    for e in entries {
+        let ready = match (e.is_ready(), e.state) {
+            (true, _) => "yes",
+            (false, State::Running) => "no",
+            (false, _) => "-",
+        };
+        let last = match (uptime(e, now), e.exit_code) {
+            (_, Some(code)) => format!("exit {code}"),
+            (Some(up), None) => human_secs(up),
+            (None, None) => "-".into(),
+        };
+        rows.push([
+            e.name.clone(),
+            e.pid.map_or_else(|| "-".into(), |p| p.to_string()),
+            e.state.as_str().into(),
+            ready.into(),
+            last,
+        ]);
+    }
+    let mut widths = [0usize; 5];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out.push_str(if healthy(entries) {
+        "healthy\n"
+    } else {
+        "unhealthy\n"
+    });
+    out
+}
+
+/// The address `procrun status` should connect to for a listening address (an unspecified
+/// address such as 0.0.0.0 means this machine).
+pub(crate) fn client_addr(listen: &HostPort) -> HostPort {
+    let host = match listen.host.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".into(),
+        Ok(ip) if ip.is_unspecified() => "::1".into(),
+        _ => listen.host.clone(),
+    };
+    HostPort {
+        host,
+        port: listen.port,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Instance;
+
+    fn board() -> Board {
+        let inst = |name: &str, port| Instance {
+            name: name.into(),
+            type_name: name.split('.').next().unwrap().into(),
+            command: "x".into(),
+            port,
+        };
+        let b = Board::new(&[inst("web.1", 5000), inst("worker.1", 5100)], &[]);
+        b.started(0, 10);
+        b.started(1, 11);
+        b.stopped(1, Some(3));
+        b
+    }
+
+    fn get(path: &str, b: &Board) -> String {
+        let head = format!("GET {path} HTTP/1.1\r\n\r\n");
+        let request = http::parse_request(head.as_bytes()).unwrap().unwrap();
+        String::from_utf8(route(&request, b)).unwrap()
+    }
+
+    #[test]
+    fn documents() {
+        let b = board();
+        let (code, body) = health(&b.entries());
+        assert_eq!(code, 503);
+        assert_eq!(body, "unhealthy: worker.1 (stopped, exit 3)\n");
+        let json = status_json(&b.entries(), SystemTime::now());
+        assert!(json.starts_with("{\"healthy\":false,"), "{json}");
+        assert!(
+            json.contains(
+                "\"name\":\"web.1\",\"type\":\"web\",\"pid\":10,\"port\":5000,\"state\":\"running\""
+            ),
+            "{json}"
+        );
+        assert!(
+            json.contains("\"exit_code\":3,\"ready\":false,\"ready_check\":null"),
+            "{json}"
+        );
+        let t = table(&b.entries(), SystemTime::now());
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "NAME      PID  STATE    READY  UPTIME/EXIT");
+        assert_eq!(lines[1], "web.1     10   running  yes    0s");
+        assert_eq!(lines[2], "worker.1  11   stopped  -      exit 3");
+        assert_eq!(lines[3], "unhealthy");
+        assert_eq!(human_secs(3725), "1h02m");
+    }
+
+    #[test]
+    fn routes() {
+        let b = board();
+        assert!(get("/health", &b).starts_with("HTTP/1.1 503"));
+        assert!(get("/nope", &b).starts_with("HTTP/1.1 404"));
+        assert!(get("/status?format=text", &b).ends_with("unhealthy\n"));
+        assert!(get("/status", &b).contains("application/json"));
+        let post = http::parse_request(b"POST /status HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(
+            String::from_utf8(route(&post, &b))
+                .unwrap()
+                .starts_with("HTTP/1.1 405")
+        );
+        let head = http::parse_request(b"HEAD /status?x HTTP/1.0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        let r = String::from_utf8(route(&head, &b)).unwrap();
+        assert!(
+            r.starts_with("HTTP/1.1 200") && r.ends_with("\r\n\r\n"),
+            "{r}"
+        );
+        b.set_stopping();
+        assert!(get("/health", &b).contains("stopping (procrun is shutting down)"));
+    }
+
+    #[test]
+    fn client_addresses() {
+        let hp = |h: &str| HostPort {
+            host: h.into(),
+            port: 9,
+        };
+        assert_eq!(client_addr(&hp("0.0.0.0")).host, "127.0.0.1");
+        assert_eq!(client_addr(&hp("::")).host, "::1");
+        assert_eq!(client_addr(&hp("web")).host, "web");
+    }
+}
