@@ -9,9 +9,14 @@
 pub(crate) mod envfile;
 mod instances;
 pub(crate) mod procfile;
+// Not consumed yet: the supervisor's lifecycle per process is being built on it.
+#[allow(dead_code)]
+mod roles;
 mod sources;
 
 pub(crate) use instances::{Instance, child_env, honcho_env, instances};
+#[allow(unused_imports)]
+pub(crate) use roles::{DEFAULT_RESTART_LIMIT, RESTART_WINDOW, Roles};
 pub(crate) use sources::{load, sources};
 
 use std::ffi::OsString;
