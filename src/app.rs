@@ -15,6 +15,7 @@ use clap::Parser;
 use nix::sys::signal::SigSet;
 use std::collections::HashSet;
 use std::rc::Rc;
+use std::time::Duration;
 
 /// Runs procrun with the process's arguments; `mask` is the signal mask procrun inherited.
 pub(crate) fn main(mask: SigSet) -> i32 {
@@ -140,6 +141,7 @@ fn start(
         .map(|q| q.split(',').map(|s| s.trim().to_string()).collect())
         .unwrap_or_default();
     let checks = ready_checks(&args.ready, &instances)?;
+    let roles = config::Roles::default();
     let mut board = None;
     let mut services: Vec<start::Service> = Vec::new();
     match &args.status_addr {
@@ -148,7 +150,7 @@ fn start(
                 value: text.clone(),
             })?;
             let listener = endpoint::bind(&listen)?;
-            let b = Rc::new(Board::new(&instances, &checks));
+            let b = Rc::new(Board::new(&instances, &checks, &roles));
             services.push(Box::pin(endpoint::serve(Rc::clone(&b), listener)));
             board = Some(b);
         }
@@ -186,6 +188,9 @@ fn start(
         mask,
         board,
         services,
+        roles,
+        checks,
+        restart_backoff: Duration::from_millis(200),
     };
     Ok(start::run(plan, style))
 }
@@ -197,10 +202,19 @@ fn run_command(
     mask: SigSet,
 ) -> Result<i32, Error> {
     let sources = config::sources(inputs, os)?;
+    // The command finds its program in the PATH it will see: the env files', else procrun's.
+    let path = sources
+        .env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .or_else(|| os.get("PATH"));
     Ok(run::run(
         &args.argv,
         &BaseEnv::new(os),
         &sources.env,
+        path.as_deref(),
         &mask,
         args.timeout,
     ))

@@ -14,6 +14,8 @@ use std::path::PathBuf;
 
 /// Exit code for bad input.
 pub(crate) const EXIT_BAD_INPUT: i32 = 1;
+/// Exit code for usage errors (clap uses the same).
+pub(crate) const EXIT_USAGE: i32 = 2;
 
 /// Everything that stops procrun before (or instead of) supervising.
 #[derive(Debug)]

@@ -11,7 +11,7 @@
 use crate::error::Error;
 use crate::net::addr::HostPort;
 use crate::net::http;
-use crate::supervise::board::{Board, Entry, State};
+use crate::supervise::board::{Board, Entry};
 use std::cell::Cell;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
@@ -186,9 +186,10 @@ fn health(entries: &[Entry]) -> (u16, String) {
         .filter(|e| !e.is_ready())
         .map(|e| {
             let why = match (e.state, e.exit_code) {
-                (State::Running, _) => "not ready".to_string(),
-                (State::Stopped, Some(code)) => format!("stopped, exit {code}"),
-                (state, _) => state.as_str().to_string(),
+                ("stopped", Some(code)) => format!("stopped, exit {code}"),
+                (_, Some(code)) => format!("exited, exit {code}"),
+                ("running" | "starting", None) => "not ready".to_string(),
+                (state, None) => state.to_string(),
             };
             format!("{} ({why})", e.name)
         })
@@ -210,8 +211,10 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 fn uptime(e: &Entry, now: SystemTime) -> Option<u64> {
-    match (e.state, e.started_at) {
-        (State::Running, Some(t)) => Some(now.duration_since(t).unwrap_or_default().as_secs()),
+    match (e.state, e.started_at, e.exit_code) {
+        ("running" | "starting", Some(t), None) => {
+            Some(now.duration_since(t).unwrap_or_default().as_secs())
+        }
         _ => None,
     }
 }
@@ -224,18 +227,20 @@ fn status_json(entries: &[Entry], now: SystemTime) -> String {
         .iter()
         .map(|e| {
             format!(
-                "{{\"name\":{},\"type\":{},\"pid\":{},\"port\":{},\"state\":{},\"started_at\":{},\"uptime_seconds\":{},\"stopped_at\":{},\"exit_code\":{},\"ready\":{},\"ready_check\":{}}}",
+                "{{\"name\":{},\"type\":{},\"pid\":{},\"port\":{},\"state\":{},\"started_at\":{},\"uptime_seconds\":{},\"stopped_at\":{},\"exit_code\":{},\"ready\":{},\"ready_check\":{},\"role\":{},\"restarts\":{}}}",
                 json_str(&e.name),
                 json_str(&e.type_name),
                 opt(e.pid.map(|p| p.to_string())),
                 opt((e.port > 0).then(|| e.port.to_string())),
-                json_str(e.state.as_str()),
+                json_str(e.state),
                 opt(e.started_at.map(|t| json_str(&rfc3339(t)))),
                 opt(uptime(e, now).map(|s| s.to_string())),
                 opt(e.stopped_at.map(|t| json_str(&rfc3339(t)))),
                 opt(e.exit_code.map(|c| c.to_string())),
                 e.is_ready(),
                 opt(e.check.as_ref().map(|c| json_str(&c.to_string()))),
+                json_str(&e.role),
+                e.restarts,
             )
         })
         .collect();
@@ -258,17 +263,23 @@ fn human_secs(s: u64) -> String {
 
 /// `/status?format=text`: the table `procrun status` prints, then `healthy` or `unhealthy`.
 fn table(entries: &[Entry], now: SystemTime) -> String {
-    let mut rows = vec![[
-        "NAME".to_string(),
-        "PID".into(),
-        "STATE".into(),
-        "READY".into(),
-        "UPTIME/EXIT".into(),
-    ]];
+    const COLUMNS: usize = 7;
+    let mut rows: Vec<[String; COLUMNS]> = vec![
+        [
+            "NAME",
+            "PID",
+            "STATE",
+            "READY",
+            "ROLE",
+            "RESTARTS",
+            "UPTIME/EXIT",
+        ]
+        .map(String::from),
+    ];
     for e in entries {
         let ready = match (e.is_ready(), e.state) {
             (true, _) => "yes",
-            (false, State::Running) => "no",
+            (false, "running" | "starting") if e.exit_code.is_none() => "no",
             (false, _) => "-",
         };
         let last = match (uptime(e, now), e.exit_code) {
@@ -279,12 +290,14 @@ fn table(entries: &[Entry], now: SystemTime) -> String {
         rows.push([
             e.name.clone(),
             e.pid.map_or_else(|| "-".into(), |p| p.to_string()),
-            e.state.as_str().into(),
+            e.state.into(),
             ready.into(),
+            e.role.replace(' ', ""),
+            e.restarts.to_string(),
             last,
         ]);
     }
-    let mut widths = [0usize; 5];
+    let mut widths = [0usize; COLUMNS];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -329,18 +342,30 @@ pub(crate) fn client_addr(listen: &HostPort) -> HostPort {
 mod tests {
     use super::*;
     use crate::config::Instance;
+    use crate::supervise::machine::{Status, View};
 
     fn board() -> Board {
+        use crate::config::Roles;
         let inst = |name: &str, port| Instance {
             name: name.into(),
             type_name: name.split('.').next().unwrap().into(),
             command: "x".into(),
             port,
         };
-        let b = Board::new(&[inst("web.1", 5000), inst("worker.1", 5100)], &[]);
-        b.started(0, 10);
-        b.started(1, 11);
-        b.stopped(1, Some(3));
+        let roles = Roles {
+            auto_restart: vec!["worker".into()],
+            ..Roles::default()
+        };
+        let b = Board::new(&[inst("web.1", 5000), inst("worker.1", 5100)], &[], &roles);
+        let view = |state, pid, exit| View {
+            state,
+            pid,
+            ready: true,
+            restarts: 2,
+            exit,
+        };
+        b.publish(0, &view("running", Some(10), None));
+        b.publish(1, &view("stopped", Some(11), Some(Status::Code(3))));
         b
     }
 
@@ -370,9 +395,18 @@ mod tests {
         );
         let t = table(&b.entries(), SystemTime::now());
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines[0], "NAME      PID  STATE    READY  UPTIME/EXIT");
-        assert_eq!(lines[1], "web.1     10   running  yes    0s");
-        assert_eq!(lines[2], "worker.1  11   stopped  -      exit 3");
+        assert_eq!(
+            lines[0],
+            "NAME      PID  STATE    READY  ROLE          RESTARTS  UPTIME/EXIT"
+        );
+        assert_eq!(
+            lines[1],
+            "web.1     10   running  yes    main          2         0s"
+        );
+        assert_eq!(
+            lines[2],
+            "worker.1  11   stopped  -      auto-restart  2         exit 3"
+        );
         assert_eq!(lines[3], "unhealthy");
         assert_eq!(human_secs(3725), "1h02m");
     }

@@ -11,6 +11,9 @@
 pub(crate) struct LineSplitter {
     partial: Vec<u8>,
     limit: usize,
+    /// A partial line was just emitted without its newline (it reached `limit`, or was
+    /// flushed): a newline that follows at once ends that line and is not an empty line.
+    cut: bool,
 }
 
 fn strip_cr(line: &[u8]) -> &[u8] {
@@ -22,6 +25,7 @@ impl LineSplitter {
         LineSplitter {
             partial: Vec::new(),
             limit: limit.max(1),
+            cut: false,
         }
     }
 
@@ -32,6 +36,16 @@ impl LineSplitter {
 
     /// Feeds a chunk; calls `emit` for each complete line (without its line ending).
     pub(crate) fn feed(&mut self, mut data: &[u8], mut emit: impl FnMut(&[u8])) {
+        if data.is_empty() {
+            return;
+        }
+        if std::mem::take(&mut self.cut) {
+            if let Some(rest) = data.strip_prefix(b"\r\n") {
+                data = rest;
+            } else if let Some(rest) = data.strip_prefix(b"\n") {
+                data = rest;
+            }
+        }
         if !self.partial.is_empty() {
             match memchr(b'\n', data) {
                 Some(i) => {
@@ -79,6 +93,7 @@ impl LineSplitter {
                 emit(piece);
             }
             self.partial.drain(..full);
+            self.cut = self.partial.is_empty();
         }
         if self.partial.capacity() > 4 * self.limit.min(1 << 20) && self.partial.is_empty() {
             self.partial = Vec::new();
@@ -90,6 +105,7 @@ impl LineSplitter {
         if !self.partial.is_empty() {
             emit(&self.partial);
             self.partial.clear();
+            self.cut = true;
         }
     }
 }
@@ -112,6 +128,16 @@ mod tests {
             s.flush(|l| out.push(l.to_vec()));
         }
         out
+    }
+
+    #[test]
+    fn a_flushed_partial_line_ends_at_the_next_newline() {
+        let mut s = LineSplitter::new(100);
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        s.feed(b"Loading...", |l| out.push(l.to_vec()));
+        s.flush(|l| out.push(l.to_vec()));
+        s.feed(b"\ndone\n", |l| out.push(l.to_vec()));
+        assert_eq!(out, vec![b"Loading...".to_vec(), b"done".to_vec()]);
     }
 
     #[test]
@@ -148,6 +174,15 @@ mod tests {
                 &[b"abcd", b"efgh", b"i"],
             ),
             (4, &[b"ab", b"cdefg\n"], false, &[b"abcd", b"efg"]),
+            // A line exactly `limit` long (or a multiple), its newline in the next read:
+            // no empty line after it.
+            (4, &[b"abcd", b"\nx\n"], false, &[b"abcd", b"x"]),
+            (4, &[b"abcdefgh", b"\n"], false, &[b"abcd", b"efgh"]),
+            (4, &[b"abcd", b"\r\n"], false, &[b"abcd"]),
+            (4, &[b"abcd\n"], false, &[b"abcd"]),
+            (4, &[b"abcd", b"", b"\n"], false, &[b"abcd"]),
+            // Only the newline right after the cut is swallowed.
+            (4, &[b"abcd", b"\n\n"], false, &[b"abcd", b""]),
         ];
         for (limit, chunks, flush, want) in cases {
             let got = run(*limit, chunks, *flush);

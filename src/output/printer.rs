@@ -1,11 +1,17 @@
-//! The printer: the only writer of procrun's stdout.
+//! The printer: the only writer of procrun's stdout during `start`.
 //!
 //! The event loop formats whole lines into a local batch (`line`, `system`) and hands each
 //! batch to a dedicated writer thread (`commit`), so a slow or blocked stdout never stalls
 //! supervision. The hand-off buffer is bounded: while it holds more than `LIMIT` bytes,
 //! `has_room` is false and the pipe readers stop reading, so children block on their own
-//! pipes instead of procrun's memory growing. If stdout breaks (EPIPE), output is dropped with
-//! one warning on stderr and supervision goes on.
+//! pipes instead of procrun's memory growing. Nothing is ever dropped because stdout is slow;
+//! output is only discarded when stdout is closed (EPIPE: one warning, supervision goes on) or
+//! when the event loop gives up on a stdout that makes no progress at shutdown (`discard`),
+//! and then every discarded byte is counted.
+//!
+//! When stdout is a pipe, the writer writes through its own non-blocking open file description
+//! of it (`/proc/self/fd/1`), leaving the shared one as it is: a write never blocks, so the
+//! writer always knows exactly how many bytes went out and can stop at once when told to.
 
 use crate::time;
 use std::cell::RefCell;
@@ -72,20 +78,36 @@ struct Source {
     quiet: bool,
 }
 
-#[derive(Default)]
 struct State {
+    /// Committed bytes the writer has not taken yet.
     pending: Vec<u8>,
-    writing: bool,
+    /// Bytes of the batch the writer holds that are not written yet.
+    in_flight: usize,
+    /// Every byte handed to the writer, and every byte it wrote (or discarded).
+    committed: u64,
+    written: u64,
+    /// Bytes discarded (stdout closed, or given up on).
+    dropped: u64,
+    /// Last time a byte was written, or the time output started waiting.
+    last_progress: Instant,
     closing: bool,
+    /// stdout is closed (EPIPE): everything is dropped.
     broken: bool,
-    dropped_bytes: u64,
+    /// Given up on stdout: everything not yet written is dropped.
+    discard: bool,
+}
+
+impl State {
+    fn unwritten(&self) -> u64 {
+        self.committed - self.written - self.dropped
+    }
 }
 
 struct Shared {
     state: Mutex<State>,
     wake_writer: Condvar,
-    written: Condvar,
-    room: tokio::sync::Notify,
+    /// Woken on every write (progress, room, flushed).
+    progress: tokio::sync::Notify,
 }
 
 /// The stdout owner. Used from the event-loop thread; the writer thread is private.
@@ -103,21 +125,40 @@ fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What became of the output, at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    /// Bytes never written (discarded, or still unwritten).
+    pub(crate) dropped: u64,
+    /// stdout was closed (already reported when it happened).
+    pub(crate) broken: bool,
+}
+
 impl Printer {
     /// Creates the printer and its writer thread. `names` fixes the column width.
     pub(crate) fn new(style: Style, names: &[&str]) -> std::io::Result<Printer> {
         let width = names.iter().map(|n| n.len()).max().unwrap_or(0).max(6);
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                pending: Vec::new(),
+                in_flight: 0,
+                committed: 0,
+                written: 0,
+                dropped: 0,
+                last_progress: Instant::now(),
+                closing: false,
+                broken: false,
+                discard: false,
+            }),
             wake_writer: Condvar::new(),
-            written: Condvar::new(),
-            room: tokio::sync::Notify::new(),
+            progress: tokio::sync::Notify::new(),
         });
+        let out = Stdout::open();
         let for_thread = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("stdout".into())
             .stack_size(64 * 1024)
-            .spawn(move || writer(&for_thread))?;
+            .spawn(move || writer(&for_thread, &out))?;
         Ok(Printer {
             style,
             width,
@@ -142,6 +183,13 @@ impl Printer {
             quiet,
         });
         index
+    }
+
+    /// The pid shown for source `index` in JSON lines (a restarted process has a new one).
+    pub(crate) fn set_pid(&self, index: usize, pid: u32) {
+        if let Some(src) = self.sources.borrow_mut().get_mut(index) {
+            src.pid = pid;
+        }
     }
 
     /// Refreshes the timestamp used by the following lines (call once per batch).
@@ -239,9 +287,15 @@ impl Printer {
         if batch.is_empty() {
             return;
         }
+        let len = batch.len() as u64;
         let mut st = lock(&self.shared.state);
-        if st.broken {
-            st.dropped_bytes += batch.len() as u64;
+        if st.unwritten() == 0 {
+            // The clock of "no progress" starts when there is something to write.
+            st.last_progress = Instant::now();
+        }
+        st.committed += len;
+        if st.broken || st.discard {
+            st.dropped += len;
             batch.clear();
             return;
         }
@@ -255,15 +309,17 @@ impl Printer {
         self.shared.wake_writer.notify_one();
     }
 
-    /// False while the writer is more than `LIMIT` bytes behind.
+    /// False while the writer is more than `LIMIT` bytes behind (never once output is
+    /// discarded).
     pub(crate) fn has_room(&self) -> bool {
-        lock(&self.shared.state).pending.len() < LIMIT
+        let st = lock(&self.shared.state);
+        st.discard || st.broken || st.pending.len() < LIMIT
     }
 
     /// Waits until `has_room`.
     pub(crate) async fn wait_room(&self) {
         loop {
-            let notified = self.shared.room.notified();
+            let notified = self.shared.progress.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.has_room() {
@@ -273,32 +329,136 @@ impl Printer {
         }
     }
 
-    /// Waits (blocking) until everything is written or `deadline`; returns the bytes left.
-    pub(crate) fn finish(&self, deadline: Instant) -> u64 {
-        self.commit();
-        let mut st = lock(&self.shared.state);
-        while (st.writing || !st.pending.is_empty()) && !st.broken {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            st = self
-                .shared
-                .written
-                .wait_timeout(st, left.min(Duration::from_millis(100)))
-                .map(|r| r.0)
-                .unwrap_or_else(|e| e.into_inner().0);
+    /// Resolves when the writer makes progress (or output is discarded) after this call;
+    /// `enable` it before looking at the state it may change.
+    pub(crate) fn progress(&self) -> tokio::sync::futures::Notified<'_> {
+        self.shared.progress.notified()
+    }
+
+    /// True when every committed byte is written (or dropped).
+    pub(crate) fn flushed(&self) -> bool {
+        self.batch.borrow().is_empty() && lock(&self.shared.state).unwritten() == 0
+    }
+
+    /// How long stdout has made no progress while there was output to write (zero when
+    /// everything is written).
+    pub(crate) fn stalled_for(&self, now: Instant) -> Duration {
+        let st = lock(&self.shared.state);
+        if st.unwritten() == 0 || st.discard || st.broken {
+            Duration::ZERO
+        } else {
+            now.saturating_duration_since(st.last_progress)
         }
-        st.closing = true;
-        let left = st.pending.len() as u64;
+    }
+
+    /// Gives up on stdout: what is not written yet, and everything from now on, is dropped
+    /// (and counted). The writer stops within its poll interval.
+    pub(crate) fn discard(&self) {
+        let mut st = lock(&self.shared.state);
+        if st.discard {
+            return;
+        }
+        st.discard = true;
+        let pending = st.pending.len() as u64;
+        st.dropped += pending;
+        st.pending = Vec::new();
         drop(st);
         self.shared.wake_writer.notify_one();
-        left
+        self.shared.progress.notify_waiters();
+    }
+
+    /// Ends the writer: returns what became of the output. Call once everything is flushed
+    /// or discarded; a writer still blocked in a write (a terminal or socket that takes
+    /// nothing) is left behind and counts as dropped.
+    pub(crate) fn finish(&self) -> Outcome {
+        self.commit();
+        let mut st = lock(&self.shared.state);
+        st.closing = true;
+        if st.discard && st.in_flight > 0 {
+            // The writer gives up its batch within a poll interval; wait for the exact count.
+            let until = Instant::now() + WRITE_POLL * 2;
+            while st.in_flight > 0 && Instant::now() < until {
+                st = self
+                    .shared
+                    .wake_writer
+                    .wait_timeout(st, WRITE_POLL)
+                    .map(|r| r.0)
+                    .unwrap_or_else(|e| e.into_inner().0);
+            }
+        }
+        let outcome = Outcome {
+            dropped: st.dropped + st.unwritten(),
+            broken: st.broken,
+        };
+        drop(st);
+        self.shared.wake_writer.notify_all();
+        outcome
     }
 }
 
-/// The writer thread: takes batches and writes them to fd 1 until told to close.
-fn writer(shared: &Shared) {
+/// How long the writer waits for a full pipe before it looks at its flags again.
+const WRITE_POLL: Duration = Duration::from_millis(100);
+/// Largest single write.
+const WRITE_CHUNK: usize = 64 * 1024;
+
+/// Where the writer writes: fd 1, or a private non-blocking description of the same pipe.
+struct Stdout {
+    private: Option<std::os::fd::OwnedFd>,
+}
+
+impl Stdout {
+    fn open() -> Stdout {
+        use nix::fcntl::{OFlag, open};
+        use nix::sys::stat::{Mode, SFlag, fstat};
+        let is_fifo = fstat(std::io::stdout())
+            .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO)
+            .unwrap_or(false);
+        // Opening /proc/self/fd/1 of a pipe gives a new open file description of the same
+        // pipe; O_NONBLOCK on it does not change the one procrun shares with others.
+        let private = is_fifo
+            .then(|| {
+                open(
+                    "/proc/self/fd/1",
+                    OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .ok()
+            })
+            .flatten();
+        Stdout { private }
+    }
+
+    /// Writes a prefix of `data`; `Ok(0)` when the pipe is full (after waiting up to
+    /// `WRITE_POLL` for room).
+    fn write(&self, data: &[u8]) -> std::io::Result<usize> {
+        use nix::errno::Errno;
+        use std::os::fd::AsFd;
+        let stdout = std::io::stdout();
+        let fd = match &self.private {
+            Some(fd) => fd.as_fd(),
+            None => stdout.as_fd(),
+        };
+        let chunk = &data[..data.len().min(WRITE_CHUNK)];
+        loop {
+            match nix::unistd::write(fd, chunk) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => return Ok(n),
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => {
+                    let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLOUT)];
+                    let timeout = nix::poll::PollTimeout::try_from(WRITE_POLL)
+                        .unwrap_or(nix::poll::PollTimeout::MAX);
+                    let _ = nix::poll::poll(&mut fds, timeout);
+                    return Ok(0);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// The writer thread: takes batches and writes them to stdout until told to close.
+fn writer(shared: &Shared, out: &Stdout) {
     let mut buf: Vec<u8> = Vec::new();
     loop {
         {
@@ -313,56 +473,47 @@ fn writer(shared: &Shared) {
                 return;
             }
             std::mem::swap(&mut st.pending, &mut buf);
-            st.writing = true;
+            st.in_flight = buf.len();
         }
-        let result = write_all_stdout(&buf);
-        let len = buf.len() as u64;
+        let mut at = 0;
+        let mut failure = None;
+        while at < buf.len() {
+            let result = out.write(&buf[at..]);
+            let mut st = lock(&shared.state);
+            match result {
+                Ok(n) => {
+                    at += n;
+                    st.in_flight -= n;
+                    if n > 0 {
+                        st.written += n as u64;
+                        st.last_progress = Instant::now();
+                    }
+                }
+                Err(e) => failure = Some(e),
+            }
+            if failure.is_some() || st.discard {
+                let rest = (buf.len() - at) as u64 + st.pending.len() as u64;
+                st.dropped += rest;
+                st.in_flight = 0;
+                st.pending = Vec::new();
+                let newly_broken = failure.is_some() && !std::mem::replace(&mut st.broken, true);
+                drop(st);
+                shared.wake_writer.notify_all();
+                // Warned without the lock held: a blocked stderr must not stall the loop.
+                if let (true, Some(e)) = (newly_broken, &failure) {
+                    crate::warn(&format!(
+                        "stdout is closed ({e}); process output is discarded from now on"
+                    ));
+                }
+                break;
+            }
+            drop(st);
+            shared.progress.notify_waiters();
+        }
+        shared.progress.notify_waiters();
         buf.clear();
         if buf.capacity() > 4 * LIMIT {
             buf = Vec::new();
         }
-        let newly_broken = {
-            let mut st = lock(&shared.state);
-            st.writing = false;
-            match &result {
-                Ok(()) => false,
-                Err(_) => {
-                    st.dropped_bytes += len + st.pending.len() as u64;
-                    st.pending.clear();
-                    !std::mem::replace(&mut st.broken, true)
-                }
-            }
-        };
-        // Warned without the lock held: a blocked stderr must not stall the event loop.
-        if let (true, Err(e)) = (newly_broken, &result) {
-            crate::warn(&format!(
-                "stdout is closed ({e}); process output is discarded from now on"
-            ));
-        }
-        shared.written.notify_all();
-        shared.room.notify_waiters();
     }
-}
-
-fn write_all_stdout(mut data: &[u8]) -> std::io::Result<()> {
-    use nix::errno::Errno;
-    use std::os::fd::AsFd;
-    // Raw writes on fd 1: std's `Stdout` is only used for its descriptor (no buffering, no
-    // lock, no panic on EPIPE).
-    let stdout = std::io::stdout();
-    let fd = stdout.as_fd();
-    while !data.is_empty() {
-        match nix::unistd::write(fd, data) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => data = &data[n..],
-            Err(Errno::EINTR) => {}
-            Err(Errno::EAGAIN) => {
-                // stdout was handed to us non-blocking: wait until it accepts more.
-                let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLOUT)];
-                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(1000u16));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }

@@ -1,11 +1,12 @@
-//! Supervision: `start` (the event loop over a Procfile's processes) and `run` (one command as
-//! a container init), built on `signals` (the signalfd), `reaper` (the only `waitpid`),
-//! `spawn` (the only `fork`) and `procfs`; `board` and `ready` publish the processes' state for
-//! the status endpoint.
+//! Supervision: `start` (the event loop around `machine`, the lifecycle of every process as a
+//! pure state machine) and `run` (one command as a container init), built on `signals` (the
+//! signalfd), `reaper` (the only `waitpid`), `spawn` (the only `fork`), `reader` (pipes →
+//! lines) and `procfs`; `board` publishes the processes' state for the status endpoint.
 
 pub(crate) mod board;
+pub(crate) mod machine;
 mod procfs;
-pub(crate) mod ready;
+mod reader;
 mod reaper;
 pub(crate) mod run;
 pub(crate) mod signals;

@@ -1,28 +1,58 @@
 //! `procrun run [--] COMMAND...`: one command as a complete container init (like tini).
 //!
-//! The env files are applied to the command's environment (not procrun's). The command runs in
-//! its own process group, which takes the terminal's foreground when stdin is a terminal.
-//! Signals to procrun are forwarded to that group; zombies are reaped; when the command exits,
-//! leftover descendants get SIGTERM, then SIGKILL after `--timeout`, and procrun exits with the
-//! command's code (128+N for a death by signal N).
+//! The command is exec'd directly, found in the `PATH` it will see, so an image needs no
+//! `/bin/sh`; a single argument with shell syntax (`procrun run "migrate && serve"`) runs as
+//! `/bin/sh -c ARGUMENT`. The env files are applied to the command's environment (not
+//! procrun's). The command runs in its own process group, which takes the terminal's foreground
+//! when stdin is a terminal. Every catchable signal procrun receives is forwarded to that group;
+//! zombies are reaped; when the command exits, leftover descendants get SIGTERM, then SIGKILL
+//! after `--timeout`, and procrun exits with the command's code (128+N for a death by signal N;
+//! 127 or 126, with the reason on stderr, when it cannot be exec'd).
 
 use super::reaper::{self, Children};
+use super::signals::Signals;
 use super::spawn::{self, BaseEnv};
-use crate::text::shell_quote;
 use nix::sys::signal::{SigSet, Signal};
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// Default `PATH` when neither procrun's environment nor the env files set one.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Bytes that make a single argument a shell command rather than a program name.
+fn has_shell_syntax(word: &str) -> bool {
+    word.bytes()
+        .any(|b| b.is_ascii_whitespace() || b"|&;<>()$`\\\"'*?[]#~=%{}!".contains(&b))
+}
+
+/// The program and argv to exec for `argv`.
+fn command(argv: &[String], path: &str) -> (String, Vec<String>) {
+    match argv {
+        [one] if has_shell_syntax(one) => (
+            spawn::SHELL.to_string(),
+            vec![spawn::SHELL.into(), "-c".into(), one.clone()],
+        ),
+        _ => {
+            let program = spawn::find_program(&argv[0], path).unwrap_or_else(|| argv[0].clone());
+            (program, argv.to_vec())
+        }
+    }
+}
 
 /// Runs the command; returns procrun's exit code.
 pub(crate) fn run(
     argv: &[String],
     base: &BaseEnv,
     overlay: &[(String, String)],
+    path: Option<&str>,
     mask: &SigSet,
     timeout: Duration,
 ) -> i32 {
+    if argv.is_empty() {
+        return crate::error::EXIT_USAGE;
+    }
     crate::runtime::block_on_local(
-        run_async(argv, base, overlay, mask, timeout),
+        run_async(argv, base, overlay, path, mask, timeout),
         crate::error::EXIT_BAD_INPUT,
     )
 }
@@ -31,30 +61,36 @@ async fn run_async(
     argv: &[String],
     base: &BaseEnv,
     overlay: &[(String, String)],
+    path: Option<&str>,
     mask: &SigSet,
     timeout: Duration,
 ) -> i32 {
-    let Some(mut signals) = super::signals::Signals::open() else {
-        return crate::error::EXIT_BAD_INPUT;
+    let mut signals = match Signals::with_sigpipe() {
+        Ok(s) => s,
+        Err(e) => {
+            crate::warn(&format!("cannot read signals: {e}"));
+            return crate::error::EXIT_BAD_INPUT;
+        }
     };
     reaper::become_subreaper();
-    // honcho joins the shell-quoted words and runs them with `sh -c`; `exec` makes the command
-    // itself procrun's child, so signals and exit codes are its own, not an extra shell's.
-    if argv.is_empty() {
-        return 0;
-    }
-    let words: Vec<String> = argv.iter().map(|w| shell_quote(w)).collect();
-    let command = format!("exec {}", words.join(" "));
-    let child = match spawn::spawn(
-        &spawn::shell(&command),
-        base,
-        overlay,
-        mask,
-        spawn::Stdio3::Inherit,
-    ) {
+    let (program, words) = command(argv, path.unwrap_or(DEFAULT_PATH));
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let spawned = spawn::ExecErrors::new().and_then(|errors| {
+        spawn::spawn(
+            &program,
+            &words,
+            base,
+            overlay,
+            mask,
+            spawn::Stdio3::Inherit,
+            &errors,
+        )
+        .map(|child| (child, errors))
+    });
+    let (child, errors) = match spawned {
         Ok(c) => c,
         Err(e) => {
-            crate::warn(&format!("cannot start `{command}`: {e}"));
+            crate::warn(&format!("cannot start {program}: {e}"));
             return crate::error::EXIT_BAD_INPUT;
         }
     };
@@ -67,6 +103,14 @@ async fn run_async(
                 code = crate::error::status_code(&status);
             }
         });
+        if matches!(code, Some(126 | 127))
+            && let Some((_, e)) = errors.take().into_iter().find(|(p, _)| *p == child.pid)
+        {
+            crate::warn(&format!(
+                "cannot exec {program}: {}",
+                crate::net::addr::reason(&e)
+            ));
+        }
         if code.is_some() {
             // No children means no descendants: orphans come back to procrun (subreaper).
             if children == Children::None {
@@ -103,4 +147,35 @@ async fn run_async(
         }
     }
     code.unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn direct_exec_or_shell() {
+        let argv = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let cases: &[(&[&str], &str, &[&str])] = &[
+            (&["sh", "-c", "exit 7"], "/bin/sh", &["sh", "-c", "exit 7"]),
+            (&["/app/bin"], "/app/bin", &["/app/bin"]),
+            (
+                &["no-such-program-x"],
+                "no-such-program-x",
+                &["no-such-program-x"],
+            ),
+            (
+                &["migrate && serve"],
+                "/bin/sh",
+                &["/bin/sh", "-c", "migrate && serve"],
+            ),
+            (&["echo $HOME"], "/bin/sh", &["/bin/sh", "-c", "echo $HOME"]),
+            // Several words: never a shell, whatever they contain.
+            (&["echo", "$HOME"], "/bin/echo", &["echo", "$HOME"]),
+        ];
+        for (args, program, words) in cases {
+            let (p, w) = command(&argv(args), "/nonexistent:/bin");
+            assert_eq!((p.as_str(), w), (*program, argv(words)), "{args:?}");
+        }
+    }
 }

@@ -79,10 +79,23 @@ pub(crate) struct Signals {
 impl Signals {
     /// Opens the signalfd; signals that arrived since `block_all` are pending and come first.
     pub(crate) fn new() -> std::io::Result<Signals> {
-        let sfd = SignalFd::with_flags(
-            &handled_set(),
-            SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
-        )?;
+        Signals::with_set(&handled_set())
+    }
+
+    /// Also reads SIGPIPE (sent with `kill`), for `run`, which forwards every catchable
+    /// signal as tini and dumb-init do. SIGPIPE is blocked from here on: a write of procrun's
+    /// own to a broken pipe then fails with EPIPE as before.
+    pub(crate) fn with_sigpipe() -> std::io::Result<Signals> {
+        let mut set = handled_set();
+        set.add(Signal::SIGPIPE);
+        let mut pipe = SigSet::empty();
+        pipe.add(Signal::SIGPIPE);
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&pipe), None)?;
+        Signals::with_set(&set)
+    }
+
+    fn with_set(set: &SigSet) -> std::io::Result<Signals> {
+        let sfd = SignalFd::with_flags(set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
         // SAFETY: the SignalFd owns its descriptor, which stays open and unchanged until the
         // AsyncFd (and with it the SignalFd) is dropped.
         let fd = unsafe { AsyncFd::register(sfd) }.map_err(std::io::Error::from)?;

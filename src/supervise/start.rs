@@ -1,48 +1,60 @@
-//! `procrun start`: the event loop.
+//! `procrun start`: the event loop around the lifecycle state machine.
 //!
-//! Theory of operation. One task on a current-thread runtime owns all state and `select!`s
-//! over three sources: the signalfd (SIGCHLD → reap; INT/TERM/HUP/QUIT → shutdown; USR1, USR2,
-//! WINCH, CONT → forwarded), end-of-output events from the pipe readers, and the next deadline.
-//! Pipe readers are local tasks that turn bytes into whole lines and hand them to the printer
-//! as they arrive. What observers may read (the status endpoint, readiness checks) is published
-//! on the `Board` as processes start and stop.
+//! Theory of operation. Everything that can fail for lack of resources (the signalfd, the
+//! runtime, the printer's thread) exists before the first fork, so a failure never leaves a
+//! process behind. One task on a current-thread runtime owns all state and `select!`s over
+//! the signalfd (SIGCHLD → reap; INT/TERM/HUP/QUIT → the machine; USR1, USR2, WINCH, CONT →
+//! forwarded), end-of-output and readiness messages, and the next deadline. It turns each of
+//! them into an [`Event`] for the [`Machine`], which decides everything (who starts, who gets
+//! which signal when, restarts, the exit code), and carries out the [`Action`]s it returns.
+//! Pipe readers are local tasks that hand whole lines to the printer as they arrive; the status
+//! endpoint's tasks only read the board, which is published after every change.
 //!
-//! A process *stops* when its shell is reaped and its pipe has reached EOF, or `DRAIN` after the
-//! reap if a background job still holds the pipe. The first process to stop ends the run:
-//! SIGTERM to every other group, SIGKILL to those still alive after `--timeout`. When every
-//! managed process has stopped, leftover descendants (background jobs, daemons that escaped
-//! their group) get SIGTERM, then SIGKILL after the rest of the grace; procrun exits once it has
-//! no children and the pipes are drained.
+//! A process's output is *done* when its pipe reaches EOF, or when the pipe has stayed empty
+//! for `DRAIN` after its shell exited (a background job holds it open); a pipe left unread
+//! because stdout is behind is not empty, so nothing is ever cut short by a slow consumer. When
+//! every process has stopped for good, leftover descendants are swept, then the last output is
+//! read and written. Only a stdout that makes no progress at all for `STALL` during shutdown
+//! (1 s after a second shutdown signal) makes procrun give up on the output, and then it says
+//! exactly how many bytes it dropped.
 
 use super::board::Board;
+use super::machine::{Action, Event, Machine, Settings, Spec, Status, signal_name};
+use super::reader::{Eof, Reader, ReaderState};
 use super::reaper::{self, Children};
+use super::signals::Signals;
 use super::spawn::{self, BaseEnv};
-use crate::config::Instance;
-use crate::output::lines::LineSplitter;
+use crate::config::{Instance, Ready, Roles};
+use crate::net::addr::HostPort;
+use crate::net::check::{Expect, Target, check};
 use crate::output::printer::{Printer, Style};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
-use std::cell::RefCell;
-use std::collections::HashSet;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
-use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
-/// How long after its shell exits a process's pipe may stay open before it counts as stopped.
+/// How long a process's pipe must stay empty after its shell exited before its output counts
+/// as done (a background job may hold it open).
 const DRAIN: Duration = Duration::from_millis(200);
-/// Minimum grace for leftover descendants in the final sweep.
-const SWEEP_GRACE: Duration = Duration::from_millis(500);
-/// How long to wait for output pipes to close after everything is gone.
+/// How long the pipes must stay empty once every process is gone before procrun stops reading
+/// them (only something outside procrun's tree can still hold them).
 const FINAL_DRAIN: Duration = Duration::from_millis(500);
-/// A partial line is printed after this long without more output.
-const QUIET: Duration = Duration::from_millis(1000);
-/// Longest line printed in one piece.
-const LINE_LIMIT: usize = 64 * 1024;
+/// How long a stdout may make no progress at all during shutdown before its output is dropped.
+const STALL: Duration = Duration::from_secs(10);
+/// The same after a second shutdown signal.
+const STALL_ESCALATED: Duration = Duration::from_secs(1);
+/// How often output is looked at while a reader is busy or paused after its process exited.
+const RECHECK: Duration = Duration::from_millis(50);
+/// Readiness checks: pause until the first success, then between checks, and their timeout.
+const READY_FIRST: Duration = Duration::from_millis(100);
+const READY_INTERVAL: Duration = Duration::from_secs(1);
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A task that runs beside the supervisor until the run ends (the status endpoint).
 pub(crate) type Service = Pin<Box<dyn Future<Output = ()>>>;
@@ -55,7 +67,7 @@ pub(crate) struct Plan {
     pub(crate) base_env: BaseEnv,
     /// Process types whose output is dropped.
     pub(crate) quiet: HashSet<String>,
-    /// Grace between SIGTERM and SIGKILL.
+    /// Grace between the stop signals and SIGKILL.
     pub(crate) timeout: Duration,
     /// The signal mask procrun inherited, restored in children.
     pub(crate) mask: SigSet,
@@ -63,113 +75,118 @@ pub(crate) struct Plan {
     pub(crate) board: Option<Rc<Board>>,
     /// Local tasks to run beside the supervisor.
     pub(crate) services: Vec<Service>,
+    pub(crate) roles: Roles,
+    /// Readiness checks by process type.
+    pub(crate) checks: Vec<(String, Ready)>,
+    /// Wait before the first restart of an `--auto-restart` process (doubled for each next).
+    pub(crate) restart_backoff: Duration,
 }
 
-#[derive(Debug)]
-struct Proc {
-    name: String,
-    pid: Pid,
-    /// Set when the shell was reaped: its status and when.
-    exit: Option<(WaitStatus, Instant)>,
-    eof: bool,
-    stopped: bool,
-    term_sent: bool,
-    kill_sent: bool,
-}
-
-/// Where the run is. In both stopping phases, `killed` says SIGKILL has gone out.
-enum Phase {
-    Running,
-    /// Stopping the managed processes; SIGKILL to their groups at `deadline`.
-    Stopping {
-        deadline: Instant,
-        killed: bool,
-    },
-    /// Managed processes are gone; leftover descendants get SIGKILL at `deadline`.
-    Sweeping {
-        deadline: Instant,
-        killed: bool,
-    },
-}
-
-impl Phase {
-    /// When SIGKILL is due, if it has not gone out yet.
-    fn kill_at(&self) -> Option<Instant> {
-        match *self {
-            Phase::Stopping {
-                deadline,
-                killed: false,
+/// The machine's view of the plan's instances.
+fn specs(plan: &Plan) -> Vec<Spec> {
+    let roles = &plan.roles;
+    plan.instances
+        .iter()
+        .map(|inst| {
+            let t = inst.type_name.as_str();
+            let deps = roles
+                .deps(t)
+                .iter()
+                .flat_map(|dep| {
+                    plan.instances
+                        .iter()
+                        .enumerate()
+                        .filter(move |(_, d)| d.type_name == *dep)
+                        .map(|(j, _)| j)
+                })
+                .collect();
+            Spec {
+                name: inst.name.clone(),
+                before: roles.before_index(t),
+                can_die: roles.can_die(t),
+                auto_restart: roles.auto_restart(t),
+                stop_signal: roles.stop_signal(t),
+                deps,
+                has_check: plan.checks.iter().any(|(n, _)| n == t),
             }
-            | Phase::Sweeping {
-                deadline,
-                killed: false,
-            } => Some(deadline),
-            _ => None,
-        }
-    }
+        })
+        .collect()
 }
 
-struct Supervisor {
-    procs: Vec<Proc>,
+/// The I/O side of one instance.
+#[derive(Default)]
+struct Slot {
+    /// Counts spawns, to tell a restarted process's messages from its predecessor's.
+    generation: u32,
+    /// The current process, until it is reaped.
+    pid: Option<Pid>,
+    reaped_at: Option<Instant>,
+    reader: Option<Rc<ReaderState>>,
+    /// False once the current process is reaped (readiness checks stop).
+    alive: Rc<Cell<bool>>,
+}
+
+/// A readiness result.
+struct ReadyMsg {
+    index: usize,
+    generation: u32,
+    ok: bool,
+}
+
+/// Why procrun gave up on stdout, if it did.
+#[derive(Clone, Copy)]
+enum GaveUp {
+    Stalled,
+    Escalated,
+}
+
+struct Runner {
+    machine: Machine,
+    plan: Plan,
+    slots: Vec<Slot>,
     printer: Rc<Printer>,
-    phase: Phase,
-    timeout: Duration,
-    exit_code: Option<i32>,
-    signal_code: Option<i32>,
-    shutdown_signals: u32,
+    /// Every reader not at EOF yet (a restarted process's old one included).
+    readers: Vec<Rc<ReaderState>>,
+    eof_tx: mpsc::UnboundedSender<Eof>,
+    ready_tx: mpsc::UnboundedSender<ReadyMsg>,
+    buf: Rc<RefCell<Vec<u8>>>,
     signalled_groups: HashSet<i32>,
+    /// Managed processes not reaped yet, by pid.
+    by_pid: HashMap<i32, usize>,
+    /// Instances whose process exited and whose output is not reported done yet.
+    draining: Vec<usize>,
+    exec_errors: spawn::ExecErrors,
     no_children: bool,
-    board: Option<Rc<Board>>,
-}
-
-enum Event {
-    Eof(usize),
+    gave_up: Option<GaveUp>,
 }
 
 /// Runs the plan; returns procrun's exit code.
-///
-/// The children are forked first, before the output thread and the event loop are built, so
-/// that their start-up overlaps procrun's own (their output waits in the pipes meanwhile).
 pub(crate) fn run(mut plan: Plan, style: Style) -> i32 {
     reaper::become_subreaper();
-    let mut spawned = Vec::with_capacity(plan.instances.len());
-    let mut failure = None;
-    for (inst, overlay) in plan.instances.iter().zip(&plan.overlays) {
-        let argv = spawn::shell(&inst.command);
-        match spawn::spawn(
-            &argv,
-            &plan.base_env,
-            overlay,
-            &plan.mask,
-            spawn::Stdio3::Piped,
-        ) {
-            Ok(child) => spawned.push(child),
-            Err(e) => {
-                failure = Some(format!("cannot start {}: {e}", inst.name));
-                break;
-            }
-        }
-    }
     let names: Vec<&str> = plan.instances.iter().map(|i| i.name.as_str()).collect();
     let printer = match Printer::new(style, &names) {
         Ok(p) => Rc::new(p),
         Err(e) => {
             crate::warn(&format!("cannot start the output thread: {e}"));
-            for child in &spawned {
-                reaper::signal_group(child.pid, Signal::SIGKILL);
-            }
             return crate::error::EXIT_BAD_INPUT;
         }
     };
+    let Some(rt) = crate::runtime::new() else {
+        return crate::error::EXIT_BAD_INPUT;
+    };
     let services = std::mem::take(&mut plan.services);
-    let code = crate::runtime::block_on_local(
-        run_async(plan, services, Rc::clone(&printer), spawned, failure),
-        crate::error::EXIT_BAD_INPUT,
-    );
-    let left = printer.finish(std::time::Instant::now() + Duration::from_secs(2));
-    if left > 0 {
+    let (code, gave_up) =
+        tokio::task::LocalSet::new().block_on(&rt, run_async(plan, services, Rc::clone(&printer)));
+    rt.shutdown_background();
+    let outcome = printer.finish();
+    if outcome.dropped > 0 && !outcome.broken {
+        let why = match gave_up {
+            Some(GaveUp::Escalated) => "stopping at once after a second signal".to_string(),
+            _ => format!("stdout made no progress for {}s", STALL.as_secs()),
+        };
         crate::warn(&format!(
-            "stdout is blocked: {left} bytes of output were not written"
+            "{why}: {} bytes of output were dropped",
+            outcome.dropped
         ));
     }
     code
@@ -179,116 +196,413 @@ async fn run_async(
     plan: Plan,
     services: Vec<Service>,
     printer: Rc<Printer>,
-    spawned: Vec<spawn::Spawned>,
-    failure: Option<String>,
-) -> i32 {
-    let Some(mut signals) = super::signals::Signals::open() else {
-        return crate::error::EXIT_BAD_INPUT;
+) -> (i32, Option<GaveUp>) {
+    let Some(mut signals) = Signals::open() else {
+        return (crate::error::EXIT_BAD_INPUT, None);
     };
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let read_buf = Rc::new(RefCell::new(vec![0u8; 64 * 1024]));
-    let mut sup = Supervisor {
-        procs: Vec::new(),
-        printer: Rc::clone(&printer),
-        phase: Phase::Running,
+    let exec_errors = match spawn::ExecErrors::new() {
+        Ok(e) => e,
+        Err(e) => {
+            crate::warn(&format!("cannot start: {e}"));
+            return (crate::error::EXIT_BAD_INPUT, None);
+        }
+    };
+    let (eof_tx, mut eof_rx) = mpsc::unbounded_channel();
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    let settings = Settings {
         timeout: plan.timeout,
-        exit_code: None,
-        signal_code: None,
-        shutdown_signals: 0,
-        signalled_groups: HashSet::new(),
-        no_children: false,
-        board: plan.board.clone(),
+        drain: plan.roles.drain,
+        restart_limit: plan.roles.restart_limit,
+        backoff: plan.restart_backoff,
     };
-    for (i, (inst, child)) in plan.instances.iter().zip(spawned).enumerate() {
+    for inst in &plan.instances {
         let quiet = plan.quiet.contains(&inst.type_name);
-        if let Some(board) = &plan.board {
-            board.started(i, child.pid.as_raw());
-        }
-        let index = printer.add_source(&inst.name, child.pid.as_raw() as u32, quiet);
-        printer.system(&format!("{} started (pid={})", inst.name, child.pid));
-        sup.procs.push(Proc {
-            name: inst.name.clone(),
-            pid: child.pid,
-            exit: None,
-            eof: false,
-            stopped: false,
-            term_sent: false,
-            kill_sent: false,
-        });
-        if let Some(fd) = child.output {
-            let reader = read_output(
-                index,
-                fd,
-                Rc::clone(&printer),
-                tx.clone(),
-                Rc::clone(&read_buf),
-            );
-            tokio::task::spawn_local(reader);
-        }
+        printer.add_source(&inst.name, 0, quiet);
     }
-    if let Some(message) = failure {
-        crate::warn(&message);
-        sup.exit_code = Some(crate::error::EXIT_BAD_INPUT);
-        sup.begin_shutdown();
-    }
-    if let Some(board) = &plan.board {
-        super::ready::spawn_pollers(board);
-    }
+    let mut run = Runner {
+        machine: Machine::new(specs(&plan), settings),
+        slots: (0..plan.instances.len()).map(|_| Slot::default()).collect(),
+        plan,
+        printer,
+        readers: Vec::new(),
+        eof_tx,
+        ready_tx,
+        buf: Rc::new(RefCell::new(vec![0u8; 64 * 1024])),
+        signalled_groups: HashSet::new(),
+        by_pid: HashMap::new(),
+        draining: Vec::new(),
+        exec_errors,
+        no_children: false,
+        gave_up: None,
+    };
+    let actions = run.machine.start(Instant::now());
+    run.execute(actions);
     for service in services {
         tokio::task::spawn_local(service);
     }
-    if sup.procs.is_empty() {
-        return sup.exit_code.unwrap_or(0);
-    }
     // A child may have exited before the loop started: reap once before waiting.
-    sup.on_sigchld();
+    run.reap();
     loop {
-        sup.advance();
-        if sup.finished() {
-            break;
+        let now = Instant::now();
+        run.check_outputs(now);
+        run.feed(Event::Tick);
+        run.check_stall(now);
+        if run.machine.sweeping() {
+            // Reap whatever exited (a coalesced SIGCHLD may still be pending).
+            run.reap();
+            if run.no_children {
+                break;
+            }
         }
-        let deadline = sup.next_deadline();
+        let deadline = [
+            run.machine.next_deadline(),
+            run.output_deadline(now),
+            run.stall_deadline(now),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         tokio::select! {
             biased;
-            signo = signals.recv() => sup.on_signal(signo),
-            Some(Event::Eof(i)) = rx.recv() => sup.on_eof(i),
-            _ = sleep_until_opt(deadline) => {}
+            signo = signals.recv() => run.on_signal(signo),
+            Some(_) = eof_rx.recv() => {}
+            Some(msg) = ready_rx.recv() => run.on_ready(msg),
+            _ = sleep_until(deadline) => {}
         }
     }
-    // Let the readers drain what is left in the pipes (everything is gone, so EOF is near).
-    let drain_until = Instant::now() + FINAL_DRAIN;
-    while sup.procs.iter().any(|p| !p.eof) {
+    // Every process is gone: read what is left in the pipes (only something outside procrun's
+    // tree can still hold one open), then wait for stdout to take it all.
+    let gone_at = Instant::now();
+    loop {
+        let now = Instant::now();
+        run.readers.retain(|r| !r.eof.get());
+        run.check_stall(now);
+        if run
+            .readers
+            .iter()
+            .all(|r| r.idle_for(FINAL_DRAIN, gone_at, now))
+        {
+            break;
+        }
+        let idle_at = run
+            .readers
+            .iter()
+            .map(|r| {
+                r.idle_deadline(FINAL_DRAIN, gone_at)
+                    .unwrap_or(now + RECHECK)
+            })
+            .max();
+        let deadline = [idle_at, run.stall_deadline(now)]
+            .into_iter()
+            .flatten()
+            .min();
         tokio::select! {
-            Some(Event::Eof(i)) = rx.recv() => sup.on_eof(i),
-            _ = tokio::time::sleep_until(drain_until) => break,
+            biased;
+            signo = signals.recv() => run.on_signal(signo),
+            Some(_) = eof_rx.recv() => {}
+            _ = sleep_until(deadline) => {}
         }
     }
-    sup.final_code()
+    loop {
+        let printer = Rc::clone(&run.printer);
+        let progress = printer.progress();
+        tokio::pin!(progress);
+        progress.as_mut().enable();
+        let now = Instant::now();
+        run.check_stall(now);
+        if printer.flushed() || run.gave_up.is_some() {
+            break;
+        }
+        let deadline = run.stall_deadline(now);
+        tokio::select! {
+            biased;
+            signo = signals.recv() => run.on_signal(signo),
+            _ = progress => {}
+            _ = sleep_until(deadline) => {}
+        }
+    }
+    (run.machine.exit_code(), run.gave_up)
 }
 
-async fn sleep_until_opt(deadline: Option<Instant>) {
+async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
         None => std::future::pending().await,
     }
 }
 
-impl Supervisor {
+impl Runner {
+    fn feed(&mut self, event: Event) {
+        let actions = self.machine.handle(event, Instant::now());
+        self.execute(actions);
+    }
+
+    /// Carries out actions in order (a spawn's result may bring more), then publishes.
+    fn execute(&mut self, actions: Vec<Action>) {
+        let mut queue: VecDeque<Action> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::Spawn(i) if !self.machine.spawn_pending(i) => {}
+                Action::Spawn(i) => {
+                    let event = self.spawn(i);
+                    queue.extend(self.machine.handle(event, Instant::now()));
+                }
+                Action::Signal { i, signo } => self.signal(i, signo),
+                Action::Print(text) => self.printer.system(&text),
+                Action::ShuttingDown => {
+                    if let Some(board) = &self.plan.board {
+                        board.set_stopping();
+                    }
+                }
+                Action::Sweep { kill } => self.sweep(kill),
+            }
+        }
+        self.publish();
+    }
+
+    fn spawn(&mut self, i: usize) -> Event {
+        let inst = &self.plan.instances[i];
+        let argv = spawn::shell(&inst.command);
+        let child = match spawn::spawn(
+            spawn::SHELL,
+            &argv,
+            &self.plan.base_env,
+            &self.plan.overlays[i],
+            &self.plan.mask,
+            spawn::Stdio3::Piped,
+            &self.exec_errors,
+        ) {
+            Ok(child) => child,
+            Err(e) => {
+                return Event::SpawnFailed {
+                    i,
+                    reason: crate::net::addr::reason(&e),
+                };
+            }
+        };
+        let pid = child.pid;
+        self.by_pid.insert(pid.as_raw(), i);
+        let slot = &mut self.slots[i];
+        slot.generation += 1;
+        slot.pid = Some(pid);
+        slot.reaped_at = None;
+        slot.alive = Rc::new(Cell::new(true));
+        self.printer.set_pid(i, pid.as_raw() as u32);
+        self.printer
+            .system(&format!("{} started (pid={pid})", inst.name));
+        let state = Rc::new(ReaderState::default());
+        slot.reader = Some(Rc::clone(&state));
+        self.readers.push(Rc::clone(&state));
+        if let Some(output) = child.output {
+            let reader = Reader {
+                index: i,
+                generation: slot.generation,
+                output,
+                printer: Rc::clone(&self.printer),
+                state,
+                done: self.eof_tx.clone(),
+                buf: Rc::clone(&self.buf),
+            };
+            tokio::task::spawn_local(reader.run());
+        } else {
+            state.eof.set(true);
+        }
+        if let Some((_, ready)) = self.plan.checks.iter().find(|(t, _)| *t == inst.type_name)
+            && let Ok(port) = u16::try_from(inst.port)
+        {
+            tokio::task::spawn_local(poll_ready(
+                i,
+                slot.generation,
+                port,
+                ready.clone(),
+                Rc::clone(&slot.alive),
+                self.ready_tx.clone(),
+            ));
+        }
+        Event::Spawned {
+            i,
+            pid: pid.as_raw(),
+        }
+    }
+
+    /// Sends `signo` to instance `i`'s group with honcho's line (never to a reaped leader).
+    fn signal(&mut self, i: usize, signo: i32) {
+        let Some(pid) = self.slots[i].pid else {
+            return;
+        };
+        let Ok(sig) = Signal::try_from(signo) else {
+            return;
+        };
+        self.printer.system(&format!(
+            "sending {} to {} (pid {pid})",
+            signal_name(signo),
+            self.plan.instances[i].name
+        ));
+        reaper::signal_group(pid, sig);
+        self.signalled_groups.insert(pid.as_raw());
+        // A stopped process cannot act on its stop signal until it is continued (systemd
+        // does the same); running ones are not sent an extra signal.
+        if sig != Signal::SIGKILL && super::procfs::is_stopped(pid) {
+            reaper::signal_group(pid, Signal::SIGCONT);
+        }
+    }
+
+    /// Every managed process has stopped: SIGTERM (or SIGKILL) to leftover descendants.
+    fn sweep(&mut self, kill: bool) {
+        let left = self.leftovers();
+        if kill {
+            for (pid, _) in left {
+                reaper::signal_pid(pid, Signal::SIGKILL);
+            }
+            return;
+        }
+        let mut termed = 0;
+        for (pid, pgid) in &left {
+            // Members of groups that already got their stop signal are not signalled twice.
+            if !self.signalled_groups.contains(&pgid.as_raw()) {
+                reaper::signal_pid(*pid, Signal::SIGTERM);
+                termed += 1;
+            }
+        }
+        if termed > 0 {
+            self.printer
+                .system(&format!("sending SIGTERM to {termed} leftover process(es)"));
+        }
+    }
+
+    /// Live descendants after a reaping pass. When `waitpid` reports no children there are
+    /// none (an orphan is re-parented to procrun, the subreaper, before its parent can be
+    /// reaped), so `/proc` is only read while something is left.
+    fn leftovers(&mut self) -> Vec<(Pid, Pid)> {
+        self.reap();
+        if self.no_children {
+            Vec::new()
+        } else {
+            reaper::descendants()
+        }
+    }
+
+    fn reap(&mut self) {
+        let now = Instant::now();
+        let mut exits = Vec::new();
+        let children = reaper::reap(|pid, status| exits.push((pid, status)));
+        self.no_children = children == Children::None;
+        for (pid, status) in exits {
+            let status = match status {
+                WaitStatus::Exited(_, code) => Status::Code(code),
+                WaitStatus::Signaled(_, sig, _) => Status::Signal(sig as i32),
+                _ => continue,
+            };
+            if matches!(status, Status::Code(126 | 127)) {
+                self.report_exec_errors();
+            }
+            // Unknown pids are adopted orphans: reaped, nothing else.
+            if let Some(i) = self.by_pid.remove(&pid.as_raw()) {
+                let slot = &mut self.slots[i];
+                slot.pid = None;
+                slot.reaped_at = Some(now);
+                slot.alive.set(false);
+                self.draining.push(i);
+                self.feed(Event::Exited { i, status });
+            }
+        }
+        self.check_outputs(now);
+    }
+
+    /// Says why children could not exec (they reported it before exiting).
+    fn report_exec_errors(&mut self) {
+        for (pid, e) in self.exec_errors.take() {
+            if let Some(&i) = self.by_pid.get(&pid.as_raw()) {
+                self.printer.system(&format!(
+                    "{}: cannot exec {}: {}",
+                    self.plan.instances[i].name,
+                    spawn::SHELL,
+                    crate::net::addr::reason(&e)
+                ));
+            }
+        }
+    }
+
+    /// Reports the output of exited processes as done once their pipe is at EOF or has been
+    /// empty for `DRAIN` (a paused or busy reader is neither).
+    fn check_outputs(&mut self, now: Instant) {
+        let mut k = 0;
+        while k < self.draining.len() {
+            let i = self.draining[k];
+            let slot = &self.slots[i];
+            let done = match (slot.reaped_at, &slot.reader) {
+                (Some(reaped_at), Some(reader)) => {
+                    reader.eof.get() || reader.idle_for(DRAIN, reaped_at, now)
+                }
+                _ => true,
+            };
+            if done {
+                self.draining.swap_remove(k);
+                self.feed(Event::OutputDone { i });
+            } else {
+                k += 1;
+            }
+        }
+    }
+
+    /// When to look at the output of exited processes again.
+    fn output_deadline(&self, now: Instant) -> Option<Instant> {
+        self.draining
+            .iter()
+            .filter_map(|&i| {
+                let s = &self.slots[i];
+                let reaped_at = s.reaped_at?;
+                let reader = s.reader.as_ref()?;
+                Some(
+                    reader
+                        .idle_deadline(DRAIN, reaped_at)
+                        .unwrap_or(now + RECHECK),
+                )
+            })
+            .min()
+    }
+
+    fn stall_limit(&self) -> Option<Duration> {
+        if self.machine.escalated() {
+            Some(STALL_ESCALATED)
+        } else if self.machine.shutting_down() {
+            Some(STALL)
+        } else {
+            // While the run goes on, a slow stdout just slows the processes down.
+            None
+        }
+    }
+
+    /// Gives up on a stdout that has made no progress for too long during shutdown.
+    fn check_stall(&mut self, now: Instant) {
+        let Some(limit) = self.stall_limit() else {
+            return;
+        };
+        if self.gave_up.is_none() && self.printer.stalled_for(now) >= limit {
+            self.gave_up = Some(if self.machine.escalated() {
+                GaveUp::Escalated
+            } else {
+                GaveUp::Stalled
+            });
+            self.printer.discard();
+        }
+    }
+
+    fn stall_deadline(&self, now: Instant) -> Option<Instant> {
+        let limit = self.stall_limit()?;
+        let stalled = self.printer.stalled_for(now);
+        (self.gave_up.is_none() && !stalled.is_zero()).then(|| now + limit.saturating_sub(stalled))
+    }
+
     fn on_signal(&mut self, signo: i32) {
         let Ok(sig) = Signal::try_from(signo) else {
             return;
         };
         match sig {
-            Signal::SIGCHLD => self.on_sigchld(),
+            Signal::SIGCHLD => self.reap(),
             Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP | Signal::SIGQUIT => {
-                self.printer.system(&format!("{} received", sig.as_str()));
-                self.signal_code = Some(128 + signo);
-                self.shutdown_signals += 1;
-                if self.shutdown_signals == 1 {
-                    self.begin_shutdown();
-                } else {
-                    self.kill_all();
-                }
+                self.feed(Event::Signal { signo });
+                self.check_stall(Instant::now());
             }
             Signal::SIGUSR1 | Signal::SIGUSR2 | Signal::SIGWINCH | Signal::SIGCONT => {
                 self.forward(sig);
@@ -305,249 +619,71 @@ impl Supervisor {
         }
     }
 
-    fn on_sigchld(&mut self) {
-        let now = Instant::now();
-        let procs = &mut self.procs;
-        let result = reaper::reap(|pid, status| {
-            if let Some(p) = procs.iter_mut().find(|p| p.pid == pid && p.exit.is_none()) {
-                p.exit = Some((status, now));
-            }
-        });
-        self.no_children = result == Children::None;
-    }
-
     /// Forwards a signal to the group of every process not yet reaped.
     fn forward(&self, sig: Signal) {
-        for p in self.procs.iter().filter(|p| p.exit.is_none()) {
-            reaper::signal_group(p.pid, sig);
+        for &pid in self.by_pid.keys() {
+            reaper::signal_group(Pid::from_raw(pid), sig);
         }
     }
 
-    fn on_eof(&mut self, i: usize) {
-        if let Some(p) = self.procs.get_mut(i) {
-            p.eof = true;
-        }
-    }
-
-    /// Applies every state change that is due now.
-    fn advance(&mut self) {
-        let now = Instant::now();
-        for i in 0..self.procs.len() {
-            let p = &self.procs[i];
-            let due = match p.exit {
-                Some((_, at)) => p.eof || now >= at + DRAIN,
-                None => false,
-            };
-            if !p.stopped && due {
-                self.stop(i);
-            }
-        }
-        if self.phase.kill_at().is_some_and(|at| now >= at) {
-            self.kill_all();
-        }
-        if !matches!(self.phase, Phase::Sweeping { .. }) && self.procs.iter().all(|p| p.stopped) {
-            self.begin_sweep();
-        }
-    }
-
-    fn stop(&mut self, i: usize) {
-        let p = &mut self.procs[i];
-        p.stopped = true;
-        let status = p.exit.map_or(WaitStatus::StillAlive, |(status, _)| status);
-        let rc = match status {
-            WaitStatus::Exited(_, code) => code,
-            WaitStatus::Signaled(_, sig, _) => -(sig as i32),
-            _ => 0,
-        };
-        let line = format!("{} stopped (rc={rc})", p.name);
-        self.printer.system(&line);
-        if let Some(board) = &self.board {
-            board.stopped(i, crate::error::status_code(&status));
-        }
-        if self.exit_code.is_none() {
-            self.exit_code = crate::error::status_code(&status);
-        }
-        if matches!(self.phase, Phase::Running) {
-            self.begin_shutdown();
-        }
-    }
-
-    fn begin_shutdown(&mut self) {
-        if !matches!(self.phase, Phase::Running) {
+    fn on_ready(&mut self, msg: ReadyMsg) {
+        let slot = &self.slots[msg.index];
+        if slot.generation != msg.generation || slot.pid.is_none() {
             return;
         }
-        self.phase = Phase::Stopping {
-            deadline: Instant::now() + self.timeout,
-            killed: false,
-        };
-        if let Some(board) = &self.board {
-            board.set_stopping();
+        if let Some(board) = &self.plan.board {
+            board.set_ready(msg.index, msg.ok);
         }
-        self.signal_running(Signal::SIGTERM);
+        if msg.ok {
+            self.feed(Event::Ready { i: msg.index });
+        }
     }
 
-    /// Sends SIGTERM or SIGKILL to the group of every managed process not yet reaped, at most
-    /// once per group and signal, with honcho's `sending SIG... to web.1 (pid N)` line.
-    fn signal_running(&mut self, sig: Signal) {
-        for p in self.procs.iter_mut().filter(|p| p.exit.is_none()) {
-            let sent = if sig == Signal::SIGKILL {
-                &mut p.kill_sent
-            } else {
-                &mut p.term_sent
-            };
-            if *sent {
-                continue;
-            }
-            *sent = true;
-            self.printer.system(&format!(
-                "sending {} to {} (pid {})",
-                sig.as_str(),
-                p.name,
-                p.pid
-            ));
-            reaper::signal_group(p.pid, sig);
-            self.signalled_groups.insert(p.pid.as_raw());
-            // A stopped process cannot act on SIGTERM until it is continued (systemd does the
-            // same); running ones are not sent an extra signal.
-            if sig == Signal::SIGTERM && super::procfs::is_stopped(p.pid) {
-                reaper::signal_group(p.pid, Signal::SIGCONT);
+    fn publish(&mut self) {
+        let changed = self.machine.take_changed();
+        if let Some(board) = &self.plan.board {
+            for i in changed {
+                board.publish(i, &self.machine.view(i));
             }
         }
-    }
-
-    /// SIGKILL to every managed group still running (once each), or, in the sweep, to every
-    /// leftover descendant.
-    fn kill_all(&mut self) {
-        if matches!(self.phase, Phase::Running) {
-            self.begin_shutdown();
-        }
-        self.signal_running(Signal::SIGKILL);
-        let sweep_pending = matches!(self.phase, Phase::Sweeping { killed: false, .. });
-        if sweep_pending {
-            for (pid, _) in self.leftovers() {
-                reaper::signal_pid(pid, Signal::SIGKILL);
-            }
-        }
-        if let Phase::Stopping { killed, .. } | Phase::Sweeping { killed, .. } = &mut self.phase {
-            *killed = true;
-        }
-    }
-
-    /// Every managed process has stopped: terminate whatever descendants are left.
-    fn begin_sweep(&mut self) {
-        let grace_end = match self.phase {
-            Phase::Stopping { deadline, .. } => deadline,
-            _ => Instant::now() + self.timeout,
-        };
-        let escalated = self.shutdown_signals > 1;
-        let deadline = if escalated {
-            Instant::now()
-        } else {
-            grace_end.max(Instant::now() + SWEEP_GRACE)
-        };
-        let left = self.leftovers();
-        let mut termed = 0;
-        for (pid, pgid) in &left {
-            // Members of groups that already got SIGTERM are not signalled twice.
-            if !self.signalled_groups.contains(&pgid.as_raw()) {
-                reaper::signal_pid(*pid, Signal::SIGTERM);
-                termed += 1;
-            }
-        }
-        if termed > 0 {
-            self.printer
-                .system(&format!("sending SIGTERM to {termed} leftover process(es)"));
-        }
-        self.phase = Phase::Sweeping {
-            deadline,
-            killed: false,
-        };
-    }
-
-    /// Live descendants after a reaping pass. When `waitpid` reports no children there are
-    /// none (an orphan is re-parented to procrun, the subreaper, before its parent can be
-    /// reaped), so `/proc` is only read while something is left.
-    fn leftovers(&mut self) -> Vec<(Pid, Pid)> {
-        self.on_sigchld();
-        if self.no_children {
-            Vec::new()
-        } else {
-            reaper::descendants()
-        }
-    }
-
-    fn finished(&mut self) -> bool {
-        if !matches!(self.phase, Phase::Sweeping { .. }) {
-            return false;
-        }
-        // Reap whatever exited (a coalesced SIGCHLD may still be pending).
-        self.on_sigchld();
-        self.no_children
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        let drains = self
-            .procs
-            .iter()
-            .filter(|p| !p.stopped)
-            .filter_map(|p| p.exit.map(|(_, at)| at + DRAIN));
-        let phase = self.phase.kill_at();
-        drains.chain(phase).min()
-    }
-
-    fn final_code(&self) -> i32 {
-        self.signal_code.or(self.exit_code).unwrap_or(0)
     }
 }
 
-/// Reads one process's pipe and prints its lines until EOF.
-async fn read_output(
+/// Checks instance `index`'s readiness on 127.0.0.1:`port` while it lives: every
+/// `READY_FIRST` until it first passes, then every `READY_INTERVAL`.
+async fn poll_ready(
     index: usize,
-    fd: OwnedFd,
-    printer: Rc<Printer>,
-    tx: mpsc::UnboundedSender<Event>,
-    buf: Rc<RefCell<Vec<u8>>>,
+    generation: u32,
+    port: u16,
+    ready: Ready,
+    alive: Rc<Cell<bool>>,
+    tx: mpsc::UnboundedSender<ReadyMsg>,
 ) {
-    let mut splitter = LineSplitter::new(LINE_LIMIT);
-    let Ok(afd) = super::signals::register_pipe(fd) else {
-        let _ = tx.send(Event::Eof(index));
-        return;
+    let addr = HostPort {
+        host: "127.0.0.1".into(),
+        port,
     };
-    loop {
-        printer.wait_room().await;
-        let ready = if splitter.has_partial() {
-            tokio::select! {
-                r = afd.readable() => Some(r),
-                _ = tokio::time::sleep(QUIET) => None,
-            }
-        } else {
-            Some(afd.readable().await)
-        };
-        let Some(ready) = ready else {
-            printer.stamp_now();
-            splitter.flush(|l| printer.line(index, l));
-            printer.commit();
-            continue;
-        };
-        let Ok(mut guard) = ready else { break };
-        let mut buf = buf.borrow_mut();
-        let result = guard.try_io(|inner| {
-            nix::unistd::read(inner.get_ref(), &mut buf).map_err(std::io::Error::from)
-        });
-        match result {
-            Ok(Ok(0)) => break,
-            Ok(Ok(n)) => {
-                printer.stamp_now();
-                splitter.feed(&buf[..n], |l| printer.line(index, l));
-                printer.commit();
-            }
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Ok(Err(_)) => break,
-            Err(_would_block) => {}
+    let target = match ready {
+        Ready::Tcp => Target::Tcp { addr },
+        Ready::Http(path) => Target::Http { addr, path },
+    };
+    let expect = Expect::default();
+    let mut passed = false;
+    while alive.get() {
+        let ok = check(&target, &expect, READY_TIMEOUT).await.is_ok();
+        if !alive.get() {
+            return;
         }
+        passed |= ok;
+        let msg = ReadyMsg {
+            index,
+            generation,
+            ok,
+        };
+        if tx.send(msg).is_err() {
+            return;
+        }
+        let pause = if passed { READY_INTERVAL } else { READY_FIRST };
+        tokio::time::sleep(pause).await;
     }
-    printer.stamp_now();
-    splitter.flush(|l| printer.line(index, l));
-    printer.commit();
-    let _ = tx.send(Event::Eof(index));
 }
