@@ -10,7 +10,7 @@
 
 use crate::error::Error;
 use crate::net::addr::HostPort;
-use crate::net::http;
+use crate::net::http::{self, BadRequest};
 use crate::supervise::board::{Board, Entry, State};
 use std::cell::Cell;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -85,15 +85,22 @@ impl Drop for Slot {
     }
 }
 
+#[derive(Debug, PartialEq, Eq)]
 enum ReadError {
     TooLarge,
     Invalid,
     Closed,
 }
 
-async fn read_request(stream: &mut tokio::net::TcpStream) -> Result<http::Request, ReadError> {
+/// Reads a request head of at most `HEAD_LIMIT` bytes. It is parsed when its first line is
+/// in (to refuse garbage at once), when a blank line may have ended it, and at the limit:
+/// never once per read, which a client sending a byte at a time would make quadratic.
+async fn read_request<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Result<http::Request, ReadError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
+    let mut first_line_seen = false;
     loop {
         let n = stream
             .read(&mut chunk)
@@ -102,12 +109,20 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> Result<http::Reques
         if n == 0 {
             return Err(ReadError::Closed);
         }
+        let scan_from = buf.len().saturating_sub(2);
         buf.extend_from_slice(&chunk[..n]);
+        let first_line = !first_line_seen && chunk[..n].contains(&b'\n');
+        first_line_seen |= first_line;
+        if !(first_line || http::has_blank_line(&buf[scan_from..]) || buf.len() > HEAD_LIMIT) {
+            continue;
+        }
         match http::parse_request(&buf) {
-            Ok(Some(request)) => return Ok(request),
+            Ok(Some((_, len))) if len > HEAD_LIMIT => return Err(ReadError::TooLarge),
+            Ok(Some((request, _))) => return Ok(request),
             Ok(None) if buf.len() > HEAD_LIMIT => return Err(ReadError::TooLarge),
             Ok(None) => {}
-            Err(()) => return Err(ReadError::Invalid),
+            Err(BadRequest::TooManyHeaders) => return Err(ReadError::TooLarge),
+            Err(BadRequest::Invalid) => return Err(ReadError::Invalid),
         }
     }
 }
@@ -346,7 +361,7 @@ mod tests {
 
     fn get(path: &str, b: &Board) -> String {
         let head = format!("GET {path} HTTP/1.1\r\n\r\n");
-        let request = http::parse_request(head.as_bytes()).unwrap().unwrap();
+        let (request, _) = http::parse_request(head.as_bytes()).unwrap().unwrap();
         String::from_utf8(route(&request, b)).unwrap()
     }
 
@@ -384,7 +399,7 @@ mod tests {
         assert!(get("/nope", &b).starts_with("HTTP/1.1 404"));
         assert!(get("/status?format=text", &b).ends_with("unhealthy\n"));
         assert!(get("/status", &b).contains("application/json"));
-        let post = http::parse_request(b"POST /status HTTP/1.1\r\n\r\n")
+        let (post, _) = http::parse_request(b"POST /status HTTP/1.1\r\n\r\n")
             .unwrap()
             .unwrap();
         assert!(
@@ -392,7 +407,7 @@ mod tests {
                 .unwrap()
                 .starts_with("HTTP/1.1 405")
         );
-        let head = http::parse_request(b"HEAD /status?x HTTP/1.0\r\n\r\n")
+        let (head, _) = http::parse_request(b"HEAD /status?x HTTP/1.0\r\n\r\n")
             .unwrap()
             .unwrap();
         let r = String::from_utf8(route(&head, &b)).unwrap();
@@ -402,6 +417,68 @@ mod tests {
         );
         b.set_stopping();
         assert!(get("/health", &b).contains("stopping (procrun is shutting down)"));
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tokio::task::LocalSet::new().block_on(&rt, f)
+    }
+
+    /// `read_request` on `pieces` written one by one (then the writer closes).
+    fn read_from(pieces: Vec<Vec<u8>>) -> Result<http::Request, ReadError> {
+        block_on(async move {
+            let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+            tokio::task::spawn_local(async move {
+                for p in pieces {
+                    if client.write_all(&p).await.is_err() {
+                        return;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            });
+            read_request(&mut server).await
+        })
+    }
+
+    #[test]
+    fn request_heads() {
+        let head = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+        let bytewise: Vec<Vec<u8>> = head.iter().map(|b| vec![*b]).collect();
+        assert_eq!(read_from(bytewise).unwrap().path, "/health");
+        assert_eq!(read_from(vec![head.clone()]).unwrap().path, "/health");
+        // Exactly at the limit: served; one byte more, complete or not: 431.
+        let sized = |n: usize| {
+            let mut h = b"GET /health HTTP/1.1\r\nX-Pad: ".to_vec();
+            h.resize(n - 4, b'a');
+            h.extend_from_slice(b"\r\n\r\n");
+            h
+        };
+        assert_eq!(sized(HEAD_LIMIT).len(), HEAD_LIMIT);
+        assert!(read_from(vec![sized(HEAD_LIMIT)]).is_ok());
+        assert_eq!(
+            read_from(vec![sized(HEAD_LIMIT + 1)]).unwrap_err(),
+            ReadError::TooLarge
+        );
+        let mut endless = sized(HEAD_LIMIT * 4);
+        endless.truncate(endless.len() - 4);
+        assert_eq!(read_from(vec![endless]).unwrap_err(), ReadError::TooLarge);
+        let many = format!("GET / HTTP/1.1\r\n{}\r\n", "X: y\r\n".repeat(100));
+        assert_eq!(
+            read_from(vec![many.into_bytes()]).unwrap_err(),
+            ReadError::TooLarge
+        );
+        // Garbage is refused on its first line, without waiting for a blank line.
+        assert_eq!(
+            read_from(vec![b"SSH-2.0-OpenSSH_9.6\r\n".to_vec()]).unwrap_err(),
+            ReadError::Invalid
+        );
+        assert_eq!(
+            read_from(vec![b"GET /health HTTP/1.1\r\nHost".to_vec()]).unwrap_err(),
+            ReadError::Closed
+        );
     }
 
     #[test]
