@@ -346,7 +346,7 @@ fn slow_and_oversized_clients_disturb_neither_output_nor_shutdown() {
         "{fds} descriptors (was {fds_before})"
     );
 
-    // Idle connections time out; the endpoint serves again.
+    // The endpoint serves (the oldest idle connections make room).
     let (code, body) = wait_get(addr, "/health", Duration::from_secs(30), |c, _| c == 200);
     assert_eq!((code, body.as_str()), (200, "ok: 1 running and ready\n"));
 
@@ -365,4 +365,109 @@ fn slow_and_oversized_clients_disturb_neither_output_nor_shutdown() {
     );
     assert!(out.contains("SIGTERM received"), "{out}");
     drop((idle, flood, big));
+}
+
+/// The endpoint's connection limit (`MAX_CONNECTIONS` in src/health/endpoint.rs).
+const MAX_CONNECTIONS: usize = 64;
+
+/// Opens `n` connections to `addr`; every `partial`-th sends an unfinished head (slow-loris).
+fn open_idle(addr: SocketAddr, n: usize, partial: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|i| {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+            if i % partial == 0 {
+                s.write_all(b"GET /status HTTP/1.1\r\nX-Slow: ").unwrap();
+            }
+            s
+        })
+        .collect()
+}
+
+/// Whether the peer has closed `s` (EOF or reset), without blocking.
+fn closed_by_peer(s: &TcpStream) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let closed = match (&*s).read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    };
+    s.set_nonblocking(false).unwrap();
+    closed
+}
+
+/// One `GET /health` (no retry) and how long the answer took.
+fn timed_health(addr: SocketAddr) -> (std::io::Result<(u16, String)>, Duration) {
+    let t = Instant::now();
+    let r = get(addr, "/health");
+    (r, t.elapsed())
+}
+
+#[test]
+fn a_health_check_gets_through_when_idle_clients_hold_every_connection() {
+    let dir = TempDir::new("status-full");
+    dir.write("Procfile", "web: exec sleep 60\n");
+    let r = spawn(procrun(
+        dir.path(),
+        &["start", "--status-addr", "127.0.0.1:0"],
+    ));
+    let addr = endpoint(&r);
+    wait_get(addr, "/health", Duration::from_secs(20), |c, _| c == 200);
+    let fds_before = fd_count(r.pid());
+
+    // Exactly the limit: idle (a quarter with half a head), then a health check.
+    let full = open_idle(addr, MAX_CONNECTIONS, 4);
+    let (answer, took) = timed_health(addr);
+    assert_eq!(
+        answer.unwrap(),
+        (200, "ok: 1 running and ready\n".into()),
+        "with {MAX_CONNECTIONS} idle connections"
+    );
+    // Well below the 5 s a client has for its head: it got through, not waited them out.
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    drop(full);
+
+    // 100 more than the limit: the oldest are closed to make room, the newest stay open.
+    let n = MAX_CONNECTIONS + 100;
+    let idle = open_idle(addr, n, 4);
+    let end = Instant::now() + Duration::from_secs(20);
+    while !idle[..n - MAX_CONNECTIONS].iter().all(closed_by_peer) {
+        assert!(
+            Instant::now() < end,
+            "the oldest connections were not closed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let still_open = idle[n - MAX_CONNECTIONS..]
+        .iter()
+        .filter(|s| !closed_by_peer(s))
+        .count();
+    assert_eq!(
+        still_open, MAX_CONNECTIONS,
+        "the newest connections stay open"
+    );
+    let (answer, took) = timed_health(addr);
+    assert_eq!(answer.unwrap().0, 200, "with {n} idle connections");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(
+        fd_count(r.pid()) <= fds_before + MAX_CONNECTIONS + 2,
+        "{} descriptors (was {fds_before})",
+        fd_count(r.pid())
+    );
+
+    // Clients that send a request and never read the answer hold no slot against it either.
+    let deaf: Vec<TcpStream> = (0..2 * MAX_CONNECTIONS)
+        .map(|_| {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+            s.write_all(b"GET /status HTTP/1.1\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    let (answer, took) = timed_health(addr);
+    assert_eq!(answer.unwrap().0, 200, "with clients that never read");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    drop((idle, deaf));
+
+    r.signal(Signal::SIGTERM);
+    assert_eq!(r.finish(Duration::from_secs(20)).0, 143);
 }

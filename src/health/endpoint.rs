@@ -3,26 +3,33 @@
 //! `?format=text`, which `procrun status` prints).
 //!
 //! It runs as local tasks on the supervisor's current-thread runtime and only reads the board,
-//! so it cannot hold up supervision: each connection gets `HEAD_LIMIT` bytes and `IO_TIMEOUT`
-//! to send its request and to take the answer, at most `MAX_CONNECTIONS` are served at once
-//! (more are closed on accept), and accept errors (such as running out of descriptors) back off
-//! instead of spinning.
+//! so it cannot hold up supervision. Its resources are bounded: each connection gets
+//! `HEAD_LIMIT` bytes and `IO_TIMEOUT` to send its request and again to take the answer, and
+//! at most `MAX_CONNECTIONS` are open at once. When a new connection finds them all taken, the
+//! oldest one is closed to make room, so idle or slow clients can delay a health check by no
+//! more than the time it takes to open `MAX_CONNECTIONS` newer connections, never lock it out.
+//! (A deadline alone would let a client that reconnects as fast as it is closed keep every slot;
+//! a reserve would be taken by the same idle clients, as the endpoint cannot tell a health check
+//! from an idle client before it has read the request.) Accept errors (such as running out of
+//! descriptors) back off instead of spinning.
 
 use crate::error::Error;
 use crate::net::addr::HostPort;
 use crate::net::http::{self, BadRequest};
 use crate::supervise::board::{Board, Entry, State};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::task::AbortHandle;
 
 /// Longest request head accepted.
 const HEAD_LIMIT: usize = 8 * 1024;
 /// Time a client has to send its request head, and again to take the answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
-/// Connections served at once; more are closed on accept.
+/// Connections open at once; a new one beyond this closes the oldest.
 const MAX_CONNECTIONS: usize = 64;
 
 /// Binds the endpoint's listener (before anything is started, so a taken port is an error
@@ -58,17 +65,24 @@ pub(crate) async fn serve(board: Rc<Board>, listener: std::net::TcpListener) {
             return;
         }
     };
-    let active = Rc::new(Cell::new(0usize));
+    let open = Rc::new(Open::default());
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                if active.get() >= MAX_CONNECTIONS {
-                    drop(stream);
-                    continue;
+                let evicted = open.make_room(MAX_CONNECTIONS - 1);
+                let id = open.next_id();
+                let guard = Guard {
+                    open: Rc::clone(&open),
+                    id,
+                };
+                let task =
+                    tokio::task::spawn_local(serve_connection(stream, Rc::clone(&board), guard));
+                open.push(id, task.abort_handle());
+                if evicted {
+                    // Let the evicted task be dropped (its socket closed) before the next
+                    // accept, so that descriptors stay bounded under a flood.
+                    tokio::task::yield_now().await;
                 }
-                active.set(active.get() + 1);
-                let slot = Slot(Rc::clone(&active));
-                tokio::task::spawn_local(serve_connection(stream, Rc::clone(&board), slot));
             }
             // Out of descriptors or a transient error: back off instead of spinning.
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -76,12 +90,60 @@ pub(crate) async fn serve(board: Rc<Board>, listener: std::net::TcpListener) {
     }
 }
 
-/// Counts a connection while it is served.
-struct Slot(Rc<Cell<usize>>);
+/// The connections being served, oldest first.
+#[derive(Default)]
+struct Open {
+    next: Cell<u64>,
+    tasks: RefCell<VecDeque<(u64, AbortHandle)>>,
+}
 
-impl Drop for Slot {
+impl Open {
+    fn next_id(&self) -> u64 {
+        let id = self.next.get();
+        self.next.set(id.wrapping_add(1));
+        id
+    }
+
+    fn push(&self, id: u64, task: AbortHandle) {
+        self.tasks.borrow_mut().push_back((id, task));
+    }
+
+    /// Closes the oldest connections until at most `keep` are open; says whether it did.
+    fn make_room(&self, keep: usize) -> bool {
+        let mut evicted = false;
+        loop {
+            let oldest = {
+                let mut tasks = self.tasks.borrow_mut();
+                if tasks.len() <= keep {
+                    break;
+                }
+                tasks.pop_front()
+            };
+            if let Some((_, task)) = oldest {
+                task.abort();
+                evicted = true;
+            }
+        }
+        evicted
+    }
+
+    #[cfg(test)]
+    fn ids(&self) -> Vec<u64> {
+        self.tasks.borrow().iter().map(|(id, _)| *id).collect()
+    }
+}
+
+/// Takes its connection off the list when the connection's task ends (or is dropped).
+struct Guard {
+    open: Rc<Open>,
+    id: u64,
+}
+
+impl Drop for Guard {
     fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
+        if let Ok(mut tasks) = self.open.tasks.try_borrow_mut() {
+            tasks.retain(|(id, _)| *id != self.id);
+        }
     }
 }
 
@@ -127,7 +189,7 @@ async fn read_request<S: tokio::io::AsyncRead + Unpin>(
     }
 }
 
-async fn serve_connection(mut stream: tokio::net::TcpStream, board: Rc<Board>, _slot: Slot) {
+async fn serve_connection(mut stream: tokio::net::TcpStream, board: Rc<Board>, _guard: Guard) {
     let answer = match tokio::time::timeout(IO_TIMEOUT, read_request(&mut stream)).await {
         Ok(Ok(request)) => route(&request, &board),
         Ok(Err(ReadError::TooLarge)) => {
@@ -479,6 +541,34 @@ mod tests {
             read_from(vec![b"GET /health HTTP/1.1\r\nHost".to_vec()]).unwrap_err(),
             ReadError::Closed
         );
+    }
+
+    #[test]
+    fn the_oldest_connections_make_room() {
+        block_on(async {
+            let open = Open::default();
+            for _ in 0..5 {
+                let id = open.next_id();
+                let task = tokio::task::spawn_local(std::future::pending::<()>());
+                open.push(id, task.abort_handle());
+            }
+            assert!(!open.make_room(5));
+            assert!(open.make_room(3));
+            assert_eq!(open.ids(), [2, 3, 4]);
+            let guard = Guard {
+                open: Rc::new(Open::default()),
+                id: 0,
+            };
+            guard
+                .open
+                .push(0, tokio::task::spawn_local(async {}).abort_handle());
+            guard
+                .open
+                .push(1, tokio::task::spawn_local(async {}).abort_handle());
+            let open = Rc::clone(&guard.open);
+            drop(guard);
+            assert_eq!(open.ids(), [1]);
+        });
     }
 
     #[test]
