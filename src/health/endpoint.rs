@@ -11,7 +11,11 @@
 //! (A deadline alone would let a client that reconnects as fast as it is closed keep every slot;
 //! a reserve would be taken by the same idle clients, as the endpoint cannot tell a health check
 //! from an idle client before it has read the request.) Accept errors (such as running out of
-//! descriptors) back off instead of spinning.
+//! descriptors) back off instead of spinning. A connection is closed gracefully: the answer, a
+//! FIN, then whatever the client still sends is read and dropped (bounded by `LINGER` and
+//! `LINGER_LIMIT`) until it closes, because closing a socket with unread data resets the
+//! connection, and the reset can destroy the answer before the client has read it (a `431` to a
+//! client still sending its oversized head, above all).
 
 use crate::error::Error;
 use crate::net::addr::HostPort;
@@ -31,6 +35,11 @@ const HEAD_LIMIT: usize = 8 * 1024;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections open at once; a new one beyond this closes the oldest.
 const MAX_CONNECTIONS: usize = 64;
+/// After the answer, how long the client has to close its side while what it still sends
+/// is read and dropped.
+const LINGER: Duration = Duration::from_secs(2);
+/// Most bytes read and dropped after the answer (then the connection is closed anyway).
+const LINGER_LIMIT: usize = 4 << 20;
 
 /// Binds the endpoint's listener (before anything is started, so a taken port is an error
 /// of the configuration) and says where it listens.
@@ -199,15 +208,30 @@ async fn serve_connection(mut stream: tokio::net::TcpStream, board: Rc<Board>, _
             http::response(400, "text/plain", b"bad request\n", false, "")
         }
         Ok(Err(ReadError::Closed)) => return,
-        Err(_elapsed) => {
-            let r = http::response(408, "text/plain", b"request timeout\n", false, "");
-            let _ = tokio::time::timeout(Duration::from_millis(100), stream.write_all(&r)).await;
-            return;
-        }
+        Err(_elapsed) => http::response(408, "text/plain", b"request timeout\n", false, ""),
     };
-    let _ = tokio::time::timeout(IO_TIMEOUT, async {
-        stream.write_all(&answer).await?;
-        stream.shutdown().await
+    if let Ok(Ok(())) = tokio::time::timeout(IO_TIMEOUT, stream.write_all(&answer)).await {
+        close_gracefully(stream).await;
+    }
+}
+
+/// Sends a FIN after the answer, then reads and drops what the client still sends until it
+/// closes its side, at most `LINGER_LIMIT` bytes for at most `LINGER`. Closing a socket with
+/// unread data would reset the connection instead, and a client still sending (an oversized
+/// head, a body) would see the reset rather than the answer.
+async fn close_gracefully<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut stream: S) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 8192];
+    let mut left = LINGER_LIMIT;
+    let _ = tokio::time::timeout(LINGER, async {
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
     })
     .await;
 }
