@@ -547,3 +547,33 @@ fn oversized_heads_and_unread_bodies_get_their_answer_not_a_reset() {
     r.signal(Signal::SIGTERM);
     assert_eq!(r.finish(Duration::from_secs(20)).0, 143);
 }
+
+#[test]
+fn status_command_gives_up_at_its_timeout_when_the_lookup_hangs() {
+    let test = "status_command_gives_up_at_its_timeout_when_the_lookup_hangs";
+    let Some(dns) = SilentDns::start(test) else {
+        return;
+    };
+    let dir = TempDir::new("status-dns");
+    let addr = "never-answered.procrun.test:9000";
+    let mut cmd = procrun(dir.path(), &["status", "--addr", addr, "--timeout", "1"]);
+    dns.apply(&mut cmd);
+    let started = Instant::now();
+    let (code, out, err) = spawn(cmd).finish(Duration::from_secs(30));
+    let took = started.elapsed();
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot reach procrun's status endpoint at {addr}: no answer in time"
+        )),
+        "{err}"
+    );
+    assert!(
+        dns.queries() > 0,
+        "the lookup never reached the silent resolver"
+    );
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_millis(2500),
+        "took {took:?}"
+    );
+}
