@@ -503,3 +503,41 @@ fn watch_stops_promptly_on_sigterm_while_a_lookup_hangs() {
         );
     }
 }
+
+/// Threads of process `pid`.
+fn threads(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_silent_resolver_costs_one_thread_per_name_not_one_per_round() {
+    let test = "a_silent_resolver_costs_one_thread_per_name_not_one_per_round";
+    let Some(dns) = SilentDns::start(test) else {
+        return;
+    };
+    // Two targets on one name; each round gives up on the lookup after 200 ms, while the
+    // resolver holds it for 30 s.
+    let r = probe_with(
+        &dns,
+        &[
+            "--watch",
+            "--interval",
+            "50ms",
+            "--timeout",
+            "200ms",
+            "--failures",
+            "1000",
+            &format!("http://{SILENT}:8080/health"),
+            &format!("tcp://{SILENT}:5432"),
+        ],
+    );
+    wait_stderr(&r, "(failure 10 of 1000)", Duration::from_secs(30));
+    // The event loop's thread and the one lookup still running (20 without sharing it).
+    let n = threads(r.pid());
+    assert!(n <= 2, "{n} threads after 10 rounds");
+    r.signal(Signal::SIGTERM);
+    let (code, _, err) = r.finish(Duration::from_secs(20));
+    assert_eq!(code, 0, "{err}");
+}
