@@ -577,3 +577,36 @@ fn status_command_gives_up_at_its_timeout_when_the_lookup_hangs() {
         "took {took:?}"
     );
 }
+
+#[test]
+fn a_status_addr_whose_lookup_hangs_fails_the_start_in_time() {
+    let test = "a_status_addr_whose_lookup_hangs_fails_the_start_in_time";
+    let Some(dns) = SilentDns::start(test) else {
+        return;
+    };
+    let dir = TempDir::new("status-addr-dns");
+    dir.write("Procfile", "web: touch started; sleep 60\n");
+    let host = "never-answered.procrun.test";
+    let listen = format!("{host}:9000");
+    let mut cmd = procrun(dir.path(), &["start", "--status-addr", &listen]);
+    dns.apply(&mut cmd);
+    let started = Instant::now();
+    let (code, out, err) = spawn(cmd).finish(Duration::from_secs(30));
+    let took = started.elapsed();
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot resolve {host} for the status endpoint: no answer from the resolver in 2 s"
+        )),
+        "{err}"
+    );
+    assert!(
+        dns.queries() > 0,
+        "the lookup never reached the silent resolver"
+    );
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    assert!(
+        !dir.path().join("started").exists(),
+        "a process was started"
+    );
+}

@@ -23,7 +23,7 @@ use crate::net::http::{self, BadRequest};
 use crate::supervise::board::{Board, Entry, State};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,6 +33,8 @@ use tokio::task::AbortHandle;
 const HEAD_LIMIT: usize = 8 * 1024;
 /// Time a client has to send its request head, and again to take the answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time allowed to resolve a host name given to `--status-addr`.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connections open at once; a new one beyond this closes the oldest.
 const MAX_CONNECTIONS: usize = 64;
 /// After the answer, how long the client has to close its side while what it still sends
@@ -44,14 +46,10 @@ const LINGER_LIMIT: usize = 4 << 20;
 /// Binds the endpoint's listener (before anything is started, so a taken port is an error
 /// of the configuration) and says where it listens.
 pub(crate) fn bind(listen: &HostPort) -> Result<std::net::TcpListener, Error> {
-    let invalid = || Error::InvalidAddress {
-        value: listen.authority(),
-    };
-    let sockaddr: SocketAddr = (listen.host.as_str(), listen.port)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(invalid)?;
+    let sockaddr = listen_addr(listen).map_err(|e| Error::Io {
+        context: format!("cannot resolve {} for the status endpoint", listen.host),
+        source: e,
+    })?;
     let listener = std::net::TcpListener::bind(sockaddr)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| Error::Io {
@@ -63,6 +61,35 @@ pub(crate) fn bind(listen: &HostPort) -> Result<std::net::TcpListener, Error> {
         "status endpoint on http://{bound} (GET /health, GET /status)"
     ));
     Ok(listener)
+}
+
+/// The address to listen on: an IP address as it is, a name through the system resolver on a
+/// thread of its own, given up after `RESOLVE_TIMEOUT` (the event loop does not run yet and
+/// signals wait for it, so a resolver that never answers must not hold up the start).
+fn listen_addr(listen: &HostPort) -> std::io::Result<SocketAddr> {
+    if let Ok(ip) = listen.host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, listen.port));
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (host, port) = (listen.host.clone(), listen.port);
+    std::thread::Builder::new()
+        .name("resolve".into())
+        .spawn(move || {
+            let first = (host.as_str(), port).to_socket_addrs().and_then(|mut a| {
+                a.next()
+                    .ok_or_else(|| std::io::Error::other("no address found"))
+            });
+            let _ = tx.send(first);
+        })?;
+    rx.recv_timeout(RESOLVE_TIMEOUT).unwrap_or_else(|_| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "no answer from the resolver in {} s",
+                RESOLVE_TIMEOUT.as_secs()
+            ),
+        ))
+    })
 }
 
 /// Serves the endpoint until the runtime ends (spawn it as a local task).
