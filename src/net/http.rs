@@ -111,8 +111,17 @@ pub(crate) async fn get<S: AsyncRead + AsyncWrite + Unpin>(
             break;
         }
         buf.extend_from_slice(&chunk[..n]);
-        if head.is_none() {
-            head = parse_response_head(&buf)?;
+        // Interim answers (`100 Continue`, `103 Early Hints`) precede the real one: skip them.
+        while head.is_none() {
+            match parse_response_head(&buf)? {
+                Some(h) if (100..200).contains(&h.status) && h.status != 101 => {
+                    buf.drain(..h.len);
+                }
+                parsed => {
+                    head = parsed;
+                    break;
+                }
+            }
         }
     }
     let Some(h) = head else {
@@ -290,6 +299,46 @@ mod tests {
         assert!(parse_response_head(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
         assert!(parse_response_head(b"HTTP/1.1 abc\r\n\r\n").is_err());
         assert!(parse_response_head(b"HTTP/1.1 042 X\r\n\r\n").is_err());
+    }
+
+    /// `get` against a server that answers `answer` (written before the request is read).
+    fn get_from(answer: &[u8], need_body: bool) -> Result<Response, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, mut server) = tokio::io::duplex(64 * 1024);
+            server.write_all(answer).await.unwrap();
+            server.shutdown().await.unwrap();
+            let response = get(client, "x", "/", need_body, 1024).await;
+            drop(server);
+            response
+        })
+    }
+
+    #[test]
+    fn responses() {
+        let r = get_from(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
+        let early = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n\
+            HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
+        assert_eq!(get_from(early, false).unwrap().status, 204);
+        let r = get_from(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", false).unwrap();
+        assert_eq!(r.status, 101);
+        let r = get_from(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            true,
+        )
+        .unwrap();
+        assert_eq!(r.body, b"ok");
+        assert_eq!(
+            get_from(b"HTTP/1.1 100 Continue\r\n\r\n", false).unwrap_err(),
+            "connection closed without a response"
+        );
+        assert_eq!(
+            get_from(b"", false).unwrap_err(),
+            "connection closed without a response"
+        );
     }
 
     #[test]
