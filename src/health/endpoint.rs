@@ -237,7 +237,9 @@ async fn serve_connection(mut stream: tokio::net::TcpStream, board: Rc<Board>, _
         Ok(Err(ReadError::Closed)) => return,
         Err(_elapsed) => http::response(408, "text/plain", b"request timeout\n", false, ""),
     };
-    if let Ok(Ok(())) = tokio::time::timeout(IO_TIMEOUT, stream.write_all(&answer)).await {
+    let sent = tokio::time::timeout(IO_TIMEOUT, stream.write_all(&answer)).await;
+    drop(answer);
+    if let Ok(Ok(())) = sent {
         close_gracefully(stream).await;
     }
 }
