@@ -385,3 +385,159 @@ fn one_shot_is_interruptible_during_retries() {
     assert!(sent.elapsed() < Duration::from_secs(3));
     assert_eq!(s.hits.load(Ordering::SeqCst), 1);
 }
+
+/// A name only the silent resolver is asked about (not in /etc/hosts).
+const SILENT: &str = "never-answered.procrun.test";
+
+/// `procrun probe ARGS` whose name lookups go to `dns`.
+fn probe_with(dns: &SilentDns, args: &[&str]) -> Running {
+    let mut all = vec!["probe"];
+    all.extend_from_slice(args);
+    let mut cmd = procrun(&std::env::temp_dir(), &all);
+    dns.apply(&mut cmd);
+    spawn(cmd)
+}
+
+/// Waits until the silent resolver has been asked (the lookup is under way and hangs).
+fn wait_query(dns: &SilentDns) {
+    let end = Instant::now() + Duration::from_secs(20);
+    while dns.queries() == 0 {
+        assert!(
+            Instant::now() < end,
+            "no DNS query reached the silent resolver"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_lookup_that_never_answers_fails_only_its_target_at_the_timeout() {
+    let Some(dns) =
+        SilentDns::start("a_lookup_that_never_answers_fails_only_its_target_at_the_timeout")
+    else {
+        return;
+    };
+    let healthy = Server::ok();
+    let silent = format!("http://{SILENT}:8080/health");
+    let started = Instant::now();
+    let r = probe_with(&dns, &["--timeout", "1", &silent, &healthy.url("/")]);
+    let (code, out, err) = r.finish(Duration::from_secs(30));
+    let took = started.elapsed();
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    // Only the silent target fails; the healthy one, probed in the same round, passed.
+    assert_eq!(
+        err,
+        format!("procrun: probe: {silent}: timed out after 1s\n")
+    );
+    assert_eq!(healthy.hits.load(Ordering::SeqCst), 1);
+    assert!(
+        dns.queries() > 0,
+        "the lookup never reached the silent resolver"
+    );
+    // The resolver would keep it waiting 30 s per try: the probe's 1 s deadline ended it.
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_millis(2500),
+        "took {took:?}"
+    );
+}
+
+#[test]
+fn a_one_shot_probe_is_interruptible_while_a_lookup_hangs() {
+    let Some(dns) = SilentDns::start("a_one_shot_probe_is_interruptible_while_a_lookup_hangs")
+    else {
+        return;
+    };
+    let target = format!("tcp://{SILENT}:5432");
+    let r = probe_with(&dns, &["--timeout", "60s", &target]);
+    wait_query(&dns);
+    let sent = Instant::now();
+    r.signal(Signal::SIGTERM);
+    let (code, _, err) = r.finish(Duration::from_secs(20));
+    assert_eq!(code, 143, "{err}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        sent.elapsed()
+    );
+}
+
+#[test]
+fn watch_stops_promptly_on_sigterm_while_a_lookup_hangs() {
+    let Some(dns) = SilentDns::start("watch_stops_promptly_on_sigterm_while_a_lookup_hangs") else {
+        return;
+    };
+    let healthy = Server::ok();
+    let silent = format!("http://{SILENT}:8080/health");
+    let r = probe_with(
+        &dns,
+        &[
+            "--watch",
+            "--interval",
+            "100ms",
+            "--timeout",
+            "1",
+            "--failures",
+            "1000",
+            &silent,
+            &healthy.url("/"),
+        ],
+    );
+    // Two rounds have failed on the lookup, and the healthy target was probed in both. Rounds
+    // follow each other back to back (each takes the 1 s timeout, more than the interval), and
+    // the resolver holds every lookup for 30 s: one hangs whenever the signal comes.
+    wait_stderr(&r, "(failure 2 of 1000)", Duration::from_secs(20));
+    assert!(healthy.hits.load(Ordering::SeqCst) >= 2);
+    let sent = Instant::now();
+    r.signal(Signal::SIGTERM);
+    let (code, _, err) = r.finish(Duration::from_secs(20));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        sent.elapsed()
+    );
+    for line in err.lines() {
+        assert!(
+            line.contains(&format!("probe: {silent}: timed out after 1s (failure ")),
+            "only the silent target may fail: {line}"
+        );
+    }
+}
+
+/// Threads of process `pid`.
+fn threads(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_silent_resolver_costs_one_thread_per_name_not_one_per_round() {
+    let test = "a_silent_resolver_costs_one_thread_per_name_not_one_per_round";
+    let Some(dns) = SilentDns::start(test) else {
+        return;
+    };
+    // Two targets on one name; each round gives up on the lookup after 200 ms, while the
+    // resolver holds it for 30 s.
+    let r = probe_with(
+        &dns,
+        &[
+            "--watch",
+            "--interval",
+            "50ms",
+            "--timeout",
+            "200ms",
+            "--failures",
+            "1000",
+            &format!("http://{SILENT}:8080/health"),
+            &format!("tcp://{SILENT}:5432"),
+        ],
+    );
+    wait_stderr(&r, "(failure 10 of 1000)", Duration::from_secs(30));
+    // The event loop's thread and the one lookup still running (20 without sharing it).
+    let n = threads(r.pid());
+    assert!(n <= 2, "{n} threads after 10 rounds");
+    r.signal(Signal::SIGTERM);
+    let (code, _, err) = r.finish(Duration::from_secs(20));
+    assert_eq!(code, 0, "{err}");
+}

@@ -322,7 +322,7 @@ fn slow_and_oversized_clients_disturb_neither_output_nor_shutdown() {
     for s in idle.iter_mut().take(5) {
         let _ = s.write_all(b"GET /status HTTP/1.1\r\nX-Slow: ");
     }
-    // An oversized head: answered 431 (or reset), never served, never hangs.
+    // An oversized head: answered 431, never served, never hangs.
     let mut big = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     big.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     big.set_write_timeout(Some(Duration::from_secs(15)))
@@ -332,10 +332,7 @@ fn slow_and_oversized_clients_disturb_neither_output_nor_shutdown() {
     let mut answer = Vec::new();
     let _ = big.read_to_end(&mut answer);
     let answer = String::from_utf8_lossy(&answer);
-    assert!(
-        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
-        "{answer}"
-    );
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 
     // Output keeps flowing while the connections are open; descriptors stay bounded.
     let now = last_tick(&r.stdout());
@@ -346,7 +343,7 @@ fn slow_and_oversized_clients_disturb_neither_output_nor_shutdown() {
         "{fds} descriptors (was {fds_before})"
     );
 
-    // Idle connections time out; the endpoint serves again.
+    // The endpoint serves (the oldest idle connections make room).
     let (code, body) = wait_get(addr, "/health", Duration::from_secs(30), |c, _| c == 200);
     assert_eq!((code, body.as_str()), (200, "ok: 1 running and ready\n"));
 
@@ -365,4 +362,251 @@ fn slow_and_oversized_clients_disturb_neither_output_nor_shutdown() {
     );
     assert!(out.contains("SIGTERM received"), "{out}");
     drop((idle, flood, big));
+}
+
+/// The endpoint's connection limit (`MAX_CONNECTIONS` in src/health/endpoint.rs).
+const MAX_CONNECTIONS: usize = 64;
+
+/// Opens `n` connections to `addr`; every `partial`-th sends an unfinished head (slow-loris).
+fn open_idle(addr: SocketAddr, n: usize, partial: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|i| {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+            if i % partial == 0 {
+                s.write_all(b"GET /status HTTP/1.1\r\nX-Slow: ").unwrap();
+            }
+            s
+        })
+        .collect()
+}
+
+/// Whether the peer has closed `s` (EOF or reset), without blocking.
+fn closed_by_peer(s: &TcpStream) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let closed = match (&*s).read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    };
+    s.set_nonblocking(false).unwrap();
+    closed
+}
+
+/// One `GET /health` (no retry) and how long the answer took.
+fn timed_health(addr: SocketAddr) -> (std::io::Result<(u16, String)>, Duration) {
+    let t = Instant::now();
+    let r = get(addr, "/health");
+    (r, t.elapsed())
+}
+
+#[test]
+fn a_health_check_gets_through_when_idle_clients_hold_every_connection() {
+    let dir = TempDir::new("status-full");
+    dir.write("Procfile", "web: exec sleep 60\n");
+    let r = spawn(procrun(
+        dir.path(),
+        &["start", "--status-addr", "127.0.0.1:0"],
+    ));
+    let addr = endpoint(&r);
+    wait_get(addr, "/health", Duration::from_secs(20), |c, _| c == 200);
+    let fds_before = fd_count(r.pid());
+
+    // Exactly the limit: idle (a quarter with half a head), then a health check.
+    let full = open_idle(addr, MAX_CONNECTIONS, 4);
+    let (answer, took) = timed_health(addr);
+    assert_eq!(
+        answer.unwrap(),
+        (200, "ok: 1 running and ready\n".into()),
+        "with {MAX_CONNECTIONS} idle connections"
+    );
+    // Well below the 5 s a client has for its head: it got through, not waited them out.
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    drop(full);
+
+    // 100 more than the limit: the oldest are closed to make room, the newest stay open.
+    let n = MAX_CONNECTIONS + 100;
+    let idle = open_idle(addr, n, 4);
+    let end = Instant::now() + Duration::from_secs(20);
+    while !idle[..n - MAX_CONNECTIONS].iter().all(closed_by_peer) {
+        assert!(
+            Instant::now() < end,
+            "the oldest connections were not closed"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let still_open = idle[n - MAX_CONNECTIONS..]
+        .iter()
+        .filter(|s| !closed_by_peer(s))
+        .count();
+    assert_eq!(
+        still_open, MAX_CONNECTIONS,
+        "the newest connections stay open"
+    );
+    let (answer, took) = timed_health(addr);
+    assert_eq!(answer.unwrap().0, 200, "with {n} idle connections");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(
+        fd_count(r.pid()) <= fds_before + MAX_CONNECTIONS + 2,
+        "{} descriptors (was {fds_before})",
+        fd_count(r.pid())
+    );
+
+    // Clients that send a request and never read the answer hold no slot against it either.
+    let deaf: Vec<TcpStream> = (0..2 * MAX_CONNECTIONS)
+        .map(|_| {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+            s.write_all(b"GET /status HTTP/1.1\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    let (answer, took) = timed_health(addr);
+    assert_eq!(answer.unwrap().0, 200, "with clients that never read");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    drop((idle, deaf));
+
+    r.signal(Signal::SIGTERM);
+    assert_eq!(r.finish(Duration::from_secs(20)).0, 143);
+}
+
+/// Sends `request` whole with a small send buffer (so the kernel cannot absorb it: procrun
+/// must read it), then reads the answer to the end.
+fn send_then_read(addr: SocketAddr, request: &[u8]) -> Result<String, String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+    let small: libc::c_int = 4096;
+    // SAFETY: setsockopt on a socket we own, with a pointer to a live c_int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&s),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&small as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.write_all(request)
+        .map_err(|e| format!("sending the request: {e}"))?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer)
+        .map_err(|e| format!("reading the answer: {e} (got {answer:?})"))?;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+#[test]
+fn oversized_heads_and_unread_bodies_get_their_answer_not_a_reset() {
+    let dir = TempDir::new("status-431");
+    dir.write("Procfile", "web: exec sleep 60\n");
+    let r = spawn(procrun(
+        dir.path(),
+        &["start", "--status-addr", "127.0.0.1:0"],
+    ));
+    let addr = endpoint(&r);
+    wait_get(addr, "/health", Duration::from_secs(20), |c, _| c == 200);
+
+    // A 1 MiB header: procrun stops parsing at 8 KiB, answers 431 and reads the rest.
+    let pad = format!(
+        "GET /status HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    let answer = send_then_read(addr, pad.as_bytes()).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+        "{answer:?}"
+    );
+    assert!(
+        answer.ends_with("\r\n\r\nrequest head too large\n"),
+        "{answer:?}"
+    );
+
+    // Just over the limit, complete: 431 too. Exactly at it: served.
+    let sized = |len: usize| {
+        let mut h = "GET /health HTTP/1.1\r\nX-Pad: ".to_string();
+        h.push_str(&"a".repeat(len - h.len() - 4));
+        h.push_str("\r\n\r\n");
+        h
+    };
+    let answer = send_then_read(addr, sized(8 * 1024 + 1).as_bytes()).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer:?}");
+    let answer = send_then_read(addr, sized(8 * 1024).as_bytes()).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer:?}");
+
+    // A request with a 1 MiB body procrun does not want: the answer arrives intact.
+    let mut post = format!(
+        "POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        1 << 20
+    )
+    .into_bytes();
+    post.resize(post.len() + (1 << 20), b'b');
+    let answer = send_then_read(addr, &post).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 405 "), "{answer:?}");
+    assert!(answer.ends_with("method not allowed\n"), "{answer:?}");
+
+    r.signal(Signal::SIGTERM);
+    assert_eq!(r.finish(Duration::from_secs(20)).0, 143);
+}
+
+#[test]
+fn status_command_gives_up_at_its_timeout_when_the_lookup_hangs() {
+    let test = "status_command_gives_up_at_its_timeout_when_the_lookup_hangs";
+    let Some(dns) = SilentDns::start(test) else {
+        return;
+    };
+    let dir = TempDir::new("status-dns");
+    let addr = "never-answered.procrun.test:9000";
+    let mut cmd = procrun(dir.path(), &["status", "--addr", addr, "--timeout", "1"]);
+    dns.apply(&mut cmd);
+    let started = Instant::now();
+    let (code, out, err) = spawn(cmd).finish(Duration::from_secs(30));
+    let took = started.elapsed();
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot reach procrun's status endpoint at {addr}: no answer in time"
+        )),
+        "{err}"
+    );
+    assert!(
+        dns.queries() > 0,
+        "the lookup never reached the silent resolver"
+    );
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_millis(2500),
+        "took {took:?}"
+    );
+}
+
+#[test]
+fn a_status_addr_whose_lookup_hangs_fails_the_start_in_time() {
+    let test = "a_status_addr_whose_lookup_hangs_fails_the_start_in_time";
+    let Some(dns) = SilentDns::start(test) else {
+        return;
+    };
+    let dir = TempDir::new("status-addr-dns");
+    dir.write("Procfile", "web: touch started; sleep 60\n");
+    let host = "never-answered.procrun.test";
+    let listen = format!("{host}:9000");
+    let mut cmd = procrun(dir.path(), &["start", "--status-addr", &listen]);
+    dns.apply(&mut cmd);
+    let started = Instant::now();
+    let (code, out, err) = spawn(cmd).finish(Duration::from_secs(30));
+    let took = started.elapsed();
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot resolve {host} for the status endpoint: no answer from the resolver in 2 s"
+        )),
+        "{err}"
+    );
+    assert!(
+        dns.queries() > 0,
+        "the lookup never reached the silent resolver"
+    );
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    assert!(
+        !dir.path().join("started").exists(),
+        "a process was started"
+    );
 }

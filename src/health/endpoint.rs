@@ -3,39 +3,53 @@
 //! `?format=text`, which `procrun status` prints).
 //!
 //! It runs as local tasks on the supervisor's current-thread runtime and only reads the board,
-//! so it cannot hold up supervision: each connection gets `HEAD_LIMIT` bytes and `IO_TIMEOUT`
-//! to send its request and to take the answer, at most `MAX_CONNECTIONS` are served at once
-//! (more are closed on accept), and accept errors (such as running out of descriptors) back off
-//! instead of spinning.
+//! so it cannot hold up supervision. Its resources are bounded: each connection gets
+//! `HEAD_LIMIT` bytes and `IO_TIMEOUT` to send its request and again to take the answer, and
+//! at most `MAX_CONNECTIONS` are open at once. When a new connection finds them all taken, the
+//! oldest one is closed to make room, so idle or slow clients can delay a health check by no
+//! more than the time it takes to open `MAX_CONNECTIONS` newer connections, never lock it out.
+//! (A deadline alone would let a client that reconnects as fast as it is closed keep every slot;
+//! a reserve would be taken by the same idle clients, as the endpoint cannot tell a health check
+//! from an idle client before it has read the request.) Accept errors (such as running out of
+//! descriptors) back off instead of spinning. A connection is closed gracefully: the answer, a
+//! FIN, then whatever the client still sends is read and dropped (bounded by `LINGER` and
+//! `LINGER_LIMIT`) until it closes, because closing a socket with unread data resets the
+//! connection, and the reset can destroy the answer before the client has read it (a `431` to a
+//! client still sending its oversized head, above all).
 
 use crate::error::Error;
 use crate::net::addr::HostPort;
-use crate::net::http;
+use crate::net::http::{self, BadRequest};
 use crate::supervise::board::{Board, Entry};
-use std::cell::Cell;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::task::AbortHandle;
 
 /// Longest request head accepted.
 const HEAD_LIMIT: usize = 8 * 1024;
 /// Time a client has to send its request head, and again to take the answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
-/// Connections served at once; more are closed on accept.
+/// Time allowed to resolve a host name given to `--status-addr`.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections open at once; a new one beyond this closes the oldest.
 const MAX_CONNECTIONS: usize = 64;
+/// After the answer, how long the client has to close its side while what it still sends
+/// is read and dropped.
+const LINGER: Duration = Duration::from_secs(2);
+/// Most bytes read and dropped after the answer (then the connection is closed anyway).
+const LINGER_LIMIT: usize = 4 << 20;
 
 /// Binds the endpoint's listener (before anything is started, so a taken port is an error
 /// of the configuration) and says where it listens.
 pub(crate) fn bind(listen: &HostPort) -> Result<std::net::TcpListener, Error> {
-    let invalid = || Error::InvalidAddress {
-        value: listen.authority(),
-    };
-    let sockaddr: SocketAddr = (listen.host.as_str(), listen.port)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(invalid)?;
+    let sockaddr = listen_addr(listen).map_err(|e| Error::Io {
+        context: format!("cannot resolve {} for the status endpoint", listen.host),
+        source: e,
+    })?;
     let listener = std::net::TcpListener::bind(sockaddr)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| Error::Io {
@@ -49,6 +63,35 @@ pub(crate) fn bind(listen: &HostPort) -> Result<std::net::TcpListener, Error> {
     Ok(listener)
 }
 
+/// The address to listen on: an IP address as it is, a name through the system resolver on a
+/// thread of its own, given up after `RESOLVE_TIMEOUT` (the event loop does not run yet and
+/// signals wait for it, so a resolver that never answers must not hold up the start).
+fn listen_addr(listen: &HostPort) -> std::io::Result<SocketAddr> {
+    if let Ok(ip) = listen.host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, listen.port));
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (host, port) = (listen.host.clone(), listen.port);
+    std::thread::Builder::new()
+        .name("resolve".into())
+        .spawn(move || {
+            let first = (host.as_str(), port).to_socket_addrs().and_then(|mut a| {
+                a.next()
+                    .ok_or_else(|| std::io::Error::other("no address found"))
+            });
+            let _ = tx.send(first);
+        })?;
+    rx.recv_timeout(RESOLVE_TIMEOUT).unwrap_or_else(|_| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "no answer from the resolver in {} s",
+                RESOLVE_TIMEOUT.as_secs()
+            ),
+        ))
+    })
+}
+
 /// Serves the endpoint until the runtime ends (spawn it as a local task).
 pub(crate) async fn serve(board: Rc<Board>, listener: std::net::TcpListener) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -58,17 +101,24 @@ pub(crate) async fn serve(board: Rc<Board>, listener: std::net::TcpListener) {
             return;
         }
     };
-    let active = Rc::new(Cell::new(0usize));
+    let open = Rc::new(Open::default());
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                if active.get() >= MAX_CONNECTIONS {
-                    drop(stream);
-                    continue;
+                let evicted = open.make_room(MAX_CONNECTIONS - 1);
+                let id = open.next_id();
+                let guard = Guard {
+                    open: Rc::clone(&open),
+                    id,
+                };
+                let task =
+                    tokio::task::spawn_local(serve_connection(stream, Rc::clone(&board), guard));
+                open.push(id, task.abort_handle());
+                if evicted {
+                    // Let the evicted task be dropped (its socket closed) before the next
+                    // accept, so that descriptors stay bounded under a flood.
+                    tokio::task::yield_now().await;
                 }
-                active.set(active.get() + 1);
-                let slot = Slot(Rc::clone(&active));
-                tokio::task::spawn_local(serve_connection(stream, Rc::clone(&board), slot));
             }
             // Out of descriptors or a transient error: back off instead of spinning.
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -76,24 +126,79 @@ pub(crate) async fn serve(board: Rc<Board>, listener: std::net::TcpListener) {
     }
 }
 
-/// Counts a connection while it is served.
-struct Slot(Rc<Cell<usize>>);
+/// The connections being served, oldest first.
+#[derive(Default)]
+struct Open {
+    next: Cell<u64>,
+    tasks: RefCell<VecDeque<(u64, AbortHandle)>>,
+}
 
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
+impl Open {
+    fn next_id(&self) -> u64 {
+        let id = self.next.get();
+        self.next.set(id.wrapping_add(1));
+        id
+    }
+
+    fn push(&self, id: u64, task: AbortHandle) {
+        self.tasks.borrow_mut().push_back((id, task));
+    }
+
+    /// Closes the oldest connections until at most `keep` are open; says whether it did.
+    fn make_room(&self, keep: usize) -> bool {
+        let mut evicted = false;
+        loop {
+            let oldest = {
+                let mut tasks = self.tasks.borrow_mut();
+                if tasks.len() <= keep {
+                    break;
+                }
+                tasks.pop_front()
+            };
+            if let Some((_, task)) = oldest {
+                task.abort();
+                evicted = true;
+            }
+        }
+        evicted
+    }
+
+    #[cfg(test)]
+    fn ids(&self) -> Vec<u64> {
+        self.tasks.borrow().iter().map(|(id, _)| *id).collect()
     }
 }
 
+/// Takes its connection off the list when the connection's task ends (or is dropped).
+struct Guard {
+    open: Rc<Open>,
+    id: u64,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(mut tasks) = self.open.tasks.try_borrow_mut() {
+            tasks.retain(|(id, _)| *id != self.id);
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
 enum ReadError {
     TooLarge,
     Invalid,
     Closed,
 }
 
-async fn read_request(stream: &mut tokio::net::TcpStream) -> Result<http::Request, ReadError> {
+/// Reads a request head of at most `HEAD_LIMIT` bytes. It is parsed when its first line is
+/// in (to refuse garbage at once), when a blank line may have ended it, and at the limit:
+/// never once per read, which a client sending a byte at a time would make quadratic.
+async fn read_request<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Result<http::Request, ReadError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
+    let mut first_line_seen = false;
     loop {
         let n = stream
             .read(&mut chunk)
@@ -102,17 +207,25 @@ async fn read_request(stream: &mut tokio::net::TcpStream) -> Result<http::Reques
         if n == 0 {
             return Err(ReadError::Closed);
         }
+        let scan_from = buf.len().saturating_sub(2);
         buf.extend_from_slice(&chunk[..n]);
+        let first_line = !first_line_seen && chunk[..n].contains(&b'\n');
+        first_line_seen |= first_line;
+        if !(first_line || http::has_blank_line(&buf[scan_from..]) || buf.len() > HEAD_LIMIT) {
+            continue;
+        }
         match http::parse_request(&buf) {
-            Ok(Some(request)) => return Ok(request),
+            Ok(Some((_, len))) if len > HEAD_LIMIT => return Err(ReadError::TooLarge),
+            Ok(Some((request, _))) => return Ok(request),
             Ok(None) if buf.len() > HEAD_LIMIT => return Err(ReadError::TooLarge),
             Ok(None) => {}
-            Err(()) => return Err(ReadError::Invalid),
+            Err(BadRequest::TooManyHeaders) => return Err(ReadError::TooLarge),
+            Err(BadRequest::Invalid) => return Err(ReadError::Invalid),
         }
     }
 }
 
-async fn serve_connection(mut stream: tokio::net::TcpStream, board: Rc<Board>, _slot: Slot) {
+async fn serve_connection(mut stream: tokio::net::TcpStream, board: Rc<Board>, _guard: Guard) {
     let answer = match tokio::time::timeout(IO_TIMEOUT, read_request(&mut stream)).await {
         Ok(Ok(request)) => route(&request, &board),
         Ok(Err(ReadError::TooLarge)) => {
@@ -122,15 +235,32 @@ async fn serve_connection(mut stream: tokio::net::TcpStream, board: Rc<Board>, _
             http::response(400, "text/plain", b"bad request\n", false, "")
         }
         Ok(Err(ReadError::Closed)) => return,
-        Err(_elapsed) => {
-            let r = http::response(408, "text/plain", b"request timeout\n", false, "");
-            let _ = tokio::time::timeout(Duration::from_millis(100), stream.write_all(&r)).await;
-            return;
-        }
+        Err(_elapsed) => http::response(408, "text/plain", b"request timeout\n", false, ""),
     };
-    let _ = tokio::time::timeout(IO_TIMEOUT, async {
-        stream.write_all(&answer).await?;
-        stream.shutdown().await
+    let sent = tokio::time::timeout(IO_TIMEOUT, stream.write_all(&answer)).await;
+    drop(answer);
+    if let Ok(Ok(())) = sent {
+        close_gracefully(stream).await;
+    }
+}
+
+/// Sends a FIN after the answer, then reads and drops what the client still sends until it
+/// closes its side, at most `LINGER_LIMIT` bytes for at most `LINGER`. Closing a socket with
+/// unread data would reset the connection instead, and a client still sending (an oversized
+/// head, a body) would see the reset rather than the answer.
+async fn close_gracefully<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut stream: S) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 8192];
+    let mut left = LINGER_LIMIT;
+    let _ = tokio::time::timeout(LINGER, async {
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
     })
     .await;
 }
@@ -371,7 +501,7 @@ mod tests {
 
     fn get(path: &str, b: &Board) -> String {
         let head = format!("GET {path} HTTP/1.1\r\n\r\n");
-        let request = http::parse_request(head.as_bytes()).unwrap().unwrap();
+        let (request, _) = http::parse_request(head.as_bytes()).unwrap().unwrap();
         String::from_utf8(route(&request, b)).unwrap()
     }
 
@@ -418,7 +548,7 @@ mod tests {
         assert!(get("/nope", &b).starts_with("HTTP/1.1 404"));
         assert!(get("/status?format=text", &b).ends_with("unhealthy\n"));
         assert!(get("/status", &b).contains("application/json"));
-        let post = http::parse_request(b"POST /status HTTP/1.1\r\n\r\n")
+        let (post, _) = http::parse_request(b"POST /status HTTP/1.1\r\n\r\n")
             .unwrap()
             .unwrap();
         assert!(
@@ -426,7 +556,7 @@ mod tests {
                 .unwrap()
                 .starts_with("HTTP/1.1 405")
         );
-        let head = http::parse_request(b"HEAD /status?x HTTP/1.0\r\n\r\n")
+        let (head, _) = http::parse_request(b"HEAD /status?x HTTP/1.0\r\n\r\n")
             .unwrap()
             .unwrap();
         let r = String::from_utf8(route(&head, &b)).unwrap();
@@ -436,6 +566,96 @@ mod tests {
         );
         b.set_stopping();
         assert!(get("/health", &b).contains("stopping (procrun is shutting down)"));
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tokio::task::LocalSet::new().block_on(&rt, f)
+    }
+
+    /// `read_request` on `pieces` written one by one (then the writer closes).
+    fn read_from(pieces: Vec<Vec<u8>>) -> Result<http::Request, ReadError> {
+        block_on(async move {
+            let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+            tokio::task::spawn_local(async move {
+                for p in pieces {
+                    if client.write_all(&p).await.is_err() {
+                        return;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            });
+            read_request(&mut server).await
+        })
+    }
+
+    #[test]
+    fn request_heads() {
+        let head = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+        let bytewise: Vec<Vec<u8>> = head.iter().map(|b| vec![*b]).collect();
+        assert_eq!(read_from(bytewise).unwrap().path, "/health");
+        assert_eq!(read_from(vec![head.clone()]).unwrap().path, "/health");
+        // Exactly at the limit: served; one byte more, complete or not: 431.
+        let sized = |n: usize| {
+            let mut h = b"GET /health HTTP/1.1\r\nX-Pad: ".to_vec();
+            h.resize(n - 4, b'a');
+            h.extend_from_slice(b"\r\n\r\n");
+            h
+        };
+        assert_eq!(sized(HEAD_LIMIT).len(), HEAD_LIMIT);
+        assert!(read_from(vec![sized(HEAD_LIMIT)]).is_ok());
+        assert_eq!(
+            read_from(vec![sized(HEAD_LIMIT + 1)]).unwrap_err(),
+            ReadError::TooLarge
+        );
+        let mut endless = sized(HEAD_LIMIT * 4);
+        endless.truncate(endless.len() - 4);
+        assert_eq!(read_from(vec![endless]).unwrap_err(), ReadError::TooLarge);
+        let many = format!("GET / HTTP/1.1\r\n{}\r\n", "X: y\r\n".repeat(100));
+        assert_eq!(
+            read_from(vec![many.into_bytes()]).unwrap_err(),
+            ReadError::TooLarge
+        );
+        // Garbage is refused on its first line, without waiting for a blank line.
+        assert_eq!(
+            read_from(vec![b"SSH-2.0-OpenSSH_9.6\r\n".to_vec()]).unwrap_err(),
+            ReadError::Invalid
+        );
+        assert_eq!(
+            read_from(vec![b"GET /health HTTP/1.1\r\nHost".to_vec()]).unwrap_err(),
+            ReadError::Closed
+        );
+    }
+
+    #[test]
+    fn the_oldest_connections_make_room() {
+        block_on(async {
+            let open = Open::default();
+            for _ in 0..5 {
+                let id = open.next_id();
+                let task = tokio::task::spawn_local(std::future::pending::<()>());
+                open.push(id, task.abort_handle());
+            }
+            assert!(!open.make_room(5));
+            assert!(open.make_room(3));
+            assert_eq!(open.ids(), [2, 3, 4]);
+            let guard = Guard {
+                open: Rc::new(Open::default()),
+                id: 0,
+            };
+            guard
+                .open
+                .push(0, tokio::task::spawn_local(async {}).abort_handle());
+            guard
+                .open
+                .push(1, tokio::task::spawn_local(async {}).abort_handle());
+            let open = Rc::clone(&guard.open);
+            drop(guard);
+            assert_eq!(open.ids(), [1]);
+        });
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! `HOST:PORT` addresses: the one parser behind `--status-addr`, `status --addr` and the probe
-//! targets, and host-name resolution under a deadline.
+//! targets, and host-name resolution off the event loop (callers bound the wait).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use tokio::sync::watch;
 
 /// A host (name or IP address, without brackets) and a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +67,19 @@ pub(crate) fn parse_listen(text: &str) -> Result<HostPort, String> {
     parse(t)
 }
 
+/// The addresses of a name (or why there are none), once the lookup has ended.
+type Lookup = Option<Result<Vec<IpAddr>, String>>;
+
+thread_local! {
+    /// Lookups running on a blocking thread, by name. A lookup of a name that is still being
+    /// looked up (an earlier attempt gave up waiting for it) waits for that one instead of
+    /// starting another thread: a resolver that never answers costs one thread per name, not
+    /// one per attempt of a `--watch` that runs for hours. (When the resolver comes back, the
+    /// running lookup gets its answer at its next try, within the resolver's own timeout.)
+    static RUNNING: RefCell<HashMap<String, watch::Receiver<Lookup>>> =
+        RefCell::new(HashMap::new());
+}
+
 /// The socket addresses of `hp`: an IP address as it is, a name through the system resolver on
 /// a blocking thread, so that a resolver that never answers cannot hold up the event loop;
 /// the caller bounds the wait.
@@ -71,17 +87,56 @@ pub(crate) async fn resolve(hp: &HostPort) -> Result<Vec<SocketAddr>, String> {
     if let Ok(ip) = hp.host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, hp.port)]);
     }
-    match tokio::net::lookup_host((hp.host.as_str(), hp.port)).await {
-        Ok(addrs) => {
-            let list: Vec<SocketAddr> = addrs.collect();
-            if list.is_empty() {
-                Err(format!("cannot resolve {}", hp.host))
-            } else {
-                Ok(list)
-            }
+    let mut lookup = RUNNING.with_borrow_mut(|running| match running.get(&hp.host) {
+        Some(rx) if rx.borrow().is_none() && rx.has_changed().is_ok() => rx.clone(),
+        _ => {
+            let rx = start_lookup(hp.host.clone());
+            running.insert(hp.host.clone(), rx.clone());
+            rx
         }
-        Err(e) => Err(format!("cannot resolve {}: {}", hp.host, reason(&e))),
-    }
+    });
+    let ended = match lookup.wait_for(Option::is_some).await {
+        Ok(done) => done.clone(),
+        Err(_) => None,
+    };
+    RUNNING.with_borrow_mut(|running| {
+        if running
+            .get(&hp.host)
+            .is_some_and(|rx| rx.same_channel(&lookup))
+        {
+            running.remove(&hp.host);
+        }
+    });
+    let ips = ended.unwrap_or_else(|| Err(format!("cannot resolve {}", hp.host)))?;
+    Ok(ips
+        .into_iter()
+        .map(|ip| SocketAddr::new(ip, hp.port))
+        .collect())
+}
+
+/// Looks `host` up on a blocking thread; the receiver gets the result.
+fn start_lookup(host: String) -> watch::Receiver<Lookup> {
+    let (tx, rx) = watch::channel(None);
+    tokio::task::spawn_blocking(move || {
+        let result = match (host.as_str(), 0).to_socket_addrs() {
+            Ok(addrs) => {
+                let mut ips: Vec<IpAddr> = Vec::new();
+                for a in addrs {
+                    if !ips.contains(&a.ip()) {
+                        ips.push(a.ip());
+                    }
+                }
+                if ips.is_empty() {
+                    Err(format!("cannot resolve {host}"))
+                } else {
+                    Ok(ips)
+                }
+            }
+            Err(e) => Err(format!("cannot resolve {host}: {}", reason(&e))),
+        };
+        let _ = tx.send(Some(result));
+    });
+    rx
 }
 
 /// An io::Error as a short reason, without the "(os error N)" suffix.
@@ -133,6 +188,32 @@ mod tests {
         }
         assert_eq!(hp("::1", 80).unwrap().authority(), "[::1]:80");
         assert_eq!(hp("web", 80).unwrap().authority(), "web:80");
+    }
+
+    #[test]
+    fn resolution() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (ip, a, b) = rt.block_on(async {
+            let ip = resolve(&hp("::1", 80).unwrap()).await;
+            // Two lookups of one name at once: both answered, nothing left running.
+            let (x, y) = (hp("localhost", 81).unwrap(), hp("localhost", 82).unwrap());
+            let (a, b) = tokio::join!(resolve(&x), resolve(&y));
+            (ip, a, b)
+        });
+        assert_eq!(ip, Ok(vec!["[::1]:80".parse().unwrap()]));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(
+            a.iter().all(|s| s.ip().is_loopback() && s.port() == 81),
+            "{a:?}"
+        );
+        assert!(
+            b.iter().all(|s| s.ip().is_loopback() && s.port() == 82),
+            "{b:?}"
+        );
+        assert!(RUNNING.with_borrow(HashMap::is_empty));
     }
 
     #[test]

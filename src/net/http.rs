@@ -111,8 +111,17 @@ pub(crate) async fn get<S: AsyncRead + AsyncWrite + Unpin>(
             break;
         }
         buf.extend_from_slice(&chunk[..n]);
-        if head.is_none() {
-            head = parse_response_head(&buf)?;
+        // Interim answers (`100 Continue`, `103 Early Hints`) precede the real one: skip them.
+        while head.is_none() {
+            match parse_response_head(&buf)? {
+                Some(h) if (100..200).contains(&h.status) && h.status != 101 => {
+                    buf.drain(..h.len);
+                }
+                parsed => {
+                    head = parsed;
+                    break;
+                }
+            }
         }
     }
     let Some(h) = head else {
@@ -184,24 +193,47 @@ impl Request {
     }
 }
 
-/// Parses a request head. `Ok(None)`: not complete yet; `Err`: not a valid HTTP/1 request.
-pub(crate) fn parse_request(buf: &[u8]) -> Result<Option<Request>, ()> {
+/// Why a request head is refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum BadRequest {
+    /// Not a valid HTTP/1 request head (answered 400).
+    Invalid,
+    /// More header fields than are parsed (answered 431, as a head that is too long).
+    TooManyHeaders,
+}
+
+/// Parses a request head: the request and the length of its head (blank line included).
+/// `Ok(None)`: not complete yet.
+pub(crate) fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, BadRequest> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut r = httparse::Request::new(&mut headers);
-    match r.parse(buf) {
-        Ok(httparse::Status::Complete(_)) => {}
+    let len = match r.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(()),
-    }
+        Err(httparse::Error::TooManyHeaders) => return Err(BadRequest::TooManyHeaders),
+        Err(_) => return Err(BadRequest::Invalid),
+    };
     let (Some(method), Some(target)) = (r.method, r.path) else {
-        return Err(());
+        return Err(BadRequest::Invalid);
     };
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    Ok(Some(Request {
+    let request = Request {
         method: method.to_string(),
         path: path.to_string(),
         query: query.to_string(),
-    }))
+    };
+    Ok(Some((request, len)))
+}
+
+/// Whether `bytes` contain the blank line that ends a head (`\n\n` or `\n\r\n`: httparse
+/// accepts bare `\n` line ends). Lets a reader call [`parse_request`] once the head can be
+/// complete instead of on every read, so a client that sends its head a byte at a time costs
+/// linear time, not quadratic.
+pub(crate) fn has_blank_line(bytes: &[u8]) -> bool {
+    bytes
+        .windows(2)
+        .enumerate()
+        .any(|(i, w)| w == b"\n\n" || (w == b"\n\r" && bytes.get(i + 2) == Some(&b'\n')))
 }
 
 /// A complete answer with `Connection: close`; `head_only` leaves the body out (for HEAD).
@@ -269,17 +301,80 @@ mod tests {
         assert!(parse_response_head(b"HTTP/1.1 042 X\r\n\r\n").is_err());
     }
 
+    /// `get` against a server that answers `answer` (written before the request is read).
+    fn get_from(answer: &[u8], need_body: bool) -> Result<Response, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, mut server) = tokio::io::duplex(64 * 1024);
+            server.write_all(answer).await.unwrap();
+            server.shutdown().await.unwrap();
+            let response = get(client, "x", "/", need_body, 1024).await;
+            drop(server);
+            response
+        })
+    }
+
+    #[test]
+    fn responses() {
+        let r = get_from(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
+        let early = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n\
+            HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
+        assert_eq!(get_from(early, false).unwrap().status, 204);
+        let r = get_from(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", false).unwrap();
+        assert_eq!(r.status, 101);
+        let r = get_from(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            true,
+        )
+        .unwrap();
+        assert_eq!(r.body, b"ok");
+        assert_eq!(
+            get_from(b"HTTP/1.1 100 Continue\r\n\r\n", false).unwrap_err(),
+            "connection closed without a response"
+        );
+        assert_eq!(
+            get_from(b"", false).unwrap_err(),
+            "connection closed without a response"
+        );
+    }
+
     #[test]
     fn requests() {
-        let r = parse_request(b"GET /status?format=text&x HTTP/1.1\r\nHost: a\r\n\r\n")
+        let (r, len) = parse_request(b"GET /status?format=text&x HTTP/1.1\r\nHost: a\r\n\r\nrest")
             .unwrap()
             .unwrap();
+        assert_eq!(len, 47);
         assert_eq!((r.method.as_str(), r.path.as_str()), ("GET", "/status"));
         assert_eq!(r.param("format"), Some("text"));
         assert_eq!(r.param("x"), Some(""));
         assert_eq!(r.param("y"), None);
         assert_eq!(parse_request(b"GET / HTTP/1.1\r\n"), Ok(None));
-        assert_eq!(parse_request(b"garbage\r\n\r\n"), Err(()));
-        assert_eq!(parse_request(b"GET / SPDY/3\r\n\r\n"), Err(()));
+        assert_eq!(parse_request(b"GET / HTTP/1.1\r\nX"), Ok(None));
+        assert_eq!(parse_request(b"garbage\r\n\r\n"), Err(BadRequest::Invalid));
+        assert_eq!(
+            parse_request(b"GET / SPDY/3\r\n\r\n"),
+            Err(BadRequest::Invalid)
+        );
+        let many = format!(
+            "GET / HTTP/1.1\r\n{}\r\n",
+            "X: y\r\n".repeat(MAX_HEADERS + 1)
+        );
+        assert_eq!(
+            parse_request(many.as_bytes()),
+            Err(BadRequest::TooManyHeaders)
+        );
+    }
+
+    #[test]
+    fn blank_lines() {
+        for end in ["a\r\n\r\n", "a\n\n", "a\r\n\n", "a\n\r\n", "\n\n"] {
+            assert!(has_blank_line(end.as_bytes()), "{end:?}");
+        }
+        for not in ["", "\n", "a\r\n", "a\r\nb\r\n", "\n\r", "\r\n\r"] {
+            assert!(!has_blank_line(not.as_bytes()), "{not:?}");
+        }
     }
 }

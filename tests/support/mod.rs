@@ -211,3 +211,157 @@ pub fn sort_racy_runs(text: &str) -> Vec<String> {
     }
     lines
 }
+
+/// Whether the environment demands that tests needing root run (CI runs as root and sets
+/// `PROCRUN_REQUIRE_PID1=1`): then a test that cannot run fails instead of skipping.
+pub fn root_required() -> bool {
+    std::env::var("PROCRUN_REQUIRE_PID1").is_ok_and(|v| v == "1")
+}
+
+/// Skips `test` visibly (on the terminal, past the test harness's capture), or fails it when
+/// [`root_required`].
+pub fn skip(test: &str, why: &str) {
+    assert!(
+        !root_required(),
+        "{test}: {why}, and PROCRUN_REQUIRE_PID1=1 requires it to run"
+    );
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+/// A DNS server that reads queries and never answers, made the system's resolver for chosen
+/// commands only: each runs in a private mount namespace where `/etc/resolv.conf` names this
+/// server (with a 30 s timeout per try) and `/etc/nsswitch.conf` says `hosts: files dns`, so no
+/// other source answers. Needs root (a mount namespace, port 53 on a loopback address).
+pub struct SilentDns {
+    queries: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    dir: TempDir,
+}
+
+impl SilentDns {
+    /// The server, or `None` after [`skip`] when it cannot be set up here.
+    pub fn start(test: &str) -> Option<SilentDns> {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        // A loopback address of our own: port 53 of 127.0.0.1 may be a local resolver's.
+        let pid = std::process::id();
+        let mut socket = None;
+        for i in 0..64u32 {
+            let ip = std::net::Ipv4Addr::new(127, 53, (pid % 251) as u8, (i * 4 + 1) as u8);
+            match std::net::UdpSocket::bind((ip, 53)) {
+                Ok(s) => {
+                    socket = Some(s);
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(e) => {
+                    skip(
+                        test,
+                        &format!("cannot bind a DNS server on {ip}:53 (needs root): {e}"),
+                    );
+                    return None;
+                }
+            }
+        }
+        let socket = socket.expect("a free loopback address for the DNS server");
+        let ip = socket.local_addr().unwrap().ip();
+        let dir = TempDir::new("silent-dns");
+        dir.write(
+            "resolv.conf",
+            &format!("nameserver {ip}\noptions timeout:30 attempts:5\n"),
+        )
+        .write("nsswitch.conf", "hosts: files dns\n");
+        let queries = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (q, s) = (Arc::clone(&queries), Arc::clone(&stop));
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !s.load(Ordering::SeqCst) {
+                if socket.recv_from(&mut buf).is_ok() {
+                    q.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+        let dns = SilentDns { queries, stop, dir };
+        // Check that the namespace and the mounts work, with the code the tests use.
+        let mut probe = Command::new("/bin/true");
+        dns.apply(&mut probe);
+        match probe.status() {
+            Ok(s) if s.success() => Some(dns),
+            Ok(s) => panic!("/bin/true in the resolver's namespace: {s}"),
+            Err(e) => {
+                skip(
+                    test,
+                    &format!("cannot give a command its own /etc/resolv.conf (needs root): {e}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// Queries received so far.
+    pub fn queries(&self) -> usize {
+        self.queries.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Makes `cmd` resolve names through this server only.
+    pub fn apply(&self, cmd: &mut Command) {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        let cstr = |p: &Path| CString::new(p.as_os_str().as_bytes()).unwrap();
+        let resolv = cstr(&self.dir.path().join("resolv.conf"));
+        let nss = cstr(&self.dir.path().join("nsswitch.conf"));
+        let has_nss = Path::new("/etc/nsswitch.conf").exists();
+        let check = |rc: libc::c_int| {
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        };
+        // SAFETY: between fork and exec the closure only makes system calls (unshare, mount)
+        // on strings prepared before the fork; it allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                let none = std::ptr::null();
+                check(libc::unshare(libc::CLONE_NEWNS))?;
+                let (private, bind) = (libc::MS_REC | libc::MS_PRIVATE, libc::MS_BIND);
+                check(libc::mount(
+                    none,
+                    c"/".as_ptr(),
+                    none,
+                    private,
+                    std::ptr::null(),
+                ))?;
+                let etc_resolv = c"/etc/resolv.conf".as_ptr();
+                check(libc::mount(
+                    resolv.as_ptr(),
+                    etc_resolv,
+                    none,
+                    bind,
+                    std::ptr::null(),
+                ))?;
+                if has_nss {
+                    let etc_nss = c"/etc/nsswitch.conf".as_ptr();
+                    check(libc::mount(
+                        nss.as_ptr(),
+                        etc_nss,
+                        none,
+                        bind,
+                        std::ptr::null(),
+                    ))?;
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+impl Drop for SilentDns {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
