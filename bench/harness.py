@@ -24,11 +24,14 @@ import sys
 import tempfile
 import time
 
-METRICS = ['startup', 'oneshot', 'throughput', 'rss', 'shutdown', 'scale']
+METRICS = ['startup', 'oneshot', 'throughput', 'rss', 'shutdown', 'scale', 'restart']
 
 # repetitions per contender: (full, --quick)
 REPEATS = {'startup': (20, 3), 'oneshot': (20, 3), 'throughput': (7, 2), 'rss': (5, 1),
-           'shutdown': (10, 3), 'scale': (5, 1)}
+           'shutdown': (10, 3), 'scale': (5, 1), 'restart': (7, 2)}
+
+# restart: starts measured per trial (the interval is their mean)
+RESTARTS = 100
 
 # "HH:MM:SS name.N | text" -- honcho and procrun; the name column may be padded
 LINE_RE = re.compile(rb'^(?:\x1b\[[0-9;]*m)*\d\d:\d\d:\d\d (\S+?) *\| ?(?:\x1b\[0m)?(.*)$', re.S)
@@ -609,6 +612,38 @@ class Bench:
                                  max(1, self.repeats('scale') - (2 if n >= 500 else 0)))
         return out
 
+    # -- restart: a process that exits at once, restarted at once: exit -> next start
+    def restart(self, who_all):
+        """procrun with `--auto-restart w --restart-delay 0` against a `/bin/sh` loop that starts
+        the same command again as soon as it exits (honcho cannot restart). The interval is the
+        mean time between consecutive `up` lines over RESTARTS restarts: one child's exit, its
+        reaping, the supervisor's decision and the next child's start up to its first line."""
+        a = self.args
+        n = RESTARTS
+
+        def ups(run):
+            return [t for t, _, p in run.lines if p.strip() == b'up']
+
+        def trial(who):
+            d = self.trial_dir('restart', who.name)
+            prepare(d, [('w', 'echo up; exit 0')])
+            if who.floor:
+                with open(os.path.join(d, 'floor.sh'), 'w') as f:
+                    f.write("while :; do /bin/sh -c 'echo up; exit 0'; done\n")
+                argv = who.command(d)
+            else:
+                argv = who.command(d) + ['--auto-restart', 'w', '--restart-limit', '1000000',
+                                         '--restart-delay', '0']
+            run = self.lab.spawn(argv, d, err=os.path.join(d, 'stderr.txt'))
+            how = self.wait_lines(run, lambda r: len(ups(r)) > n, a.timeout)
+            if how != 'ok':
+                return self.failed(who, run, how, '%d restarts (got %d)' % (n, max(0, len(ups(run)) - 1)), d)
+            ts = ups(run)[:n + 1]
+            st = self.lab.terminate(run, who.group, a.grace)
+            return {'ms': (ts[-1] - ts[0]) * 1000 / n, 'left': st['left']}
+        who_restart = [w for w in who_all if w.name in ('procrun', 'sh')]
+        return self.rounds('restart', 'restart', who_restart, trial, self.repeats('restart'))
+
     def repeats(self, metric):
         if self.args.repeats:
             return self.args.repeats
@@ -836,6 +871,10 @@ def t_stop(p, h, f):
     return ('<= floor + 20 ms', f is not None and p <= f + 20)
 
 
+def t_restart(p, h, f):
+    return ('<= floor + 1 ms', f is not None and p <= f + 1.0)
+
+
 def t_scale(sc, n):
     """N processes all started, none failed, all gone after SIGTERM; and linear: the time per
     process at the largest N at most 1.5x the time per process at N=100 (or the next smaller N)."""
@@ -912,6 +951,14 @@ def build_report(b, results, info):
         if big is not None:
             rep.add('scale N=%d: VmRSS' % big, 'kB', sc[big], 'rss_kb')
             rep.add('scale N=%d: SIGTERM -> all gone' % big, 'ms', sc[big], 'stop_ms')
+    if 'restart' in results:
+        r = results['restart']
+        rep.add('restart: exit -> next start', 'ms', r, 'ms', target=t_restart)
+        rep.detail('restart: `w: echo up; exit 0` restarted at once (procrun `--auto-restart w --restart-delay 0`; '
+                   'the floor: a `/bin/sh` loop), mean interval between starts over %d restarts [ms]' % RESTARTS, r,
+                   [('min', 'ms', 'min', 'ms'), ('median', 'ms', 'median', 'ms'), ('max', 'ms', 'max', 'ms'),
+                    ('left after SIGTERM', 'left', 'max', '')])
+        rep.notes.append('restart: honcho cannot restart a process, so it has no row')
     return rep
 
 

@@ -79,10 +79,15 @@ pub(crate) fn descendants() -> Vec<(Pid, Pid)> {
 /// Right after `fork` the child may not have called `setsid` yet, so its group does not exist
 /// and `killpg` fails with ESRCH: then the signal goes to the child itself, where it stays
 /// pending (the child still has every signal blocked) until the child restores its mask, just
-/// before exec. So a signal is never lost in that window.
+/// before exec. But the child may get through `setsid`, its exec and a fork of its own between
+/// the failed `killpg` and that `kill`: so the group is signalled once more afterwards. Either
+/// the child is still before `setsid` then (it has forked nothing, and the pending signal acts
+/// before its exec), or the group exists and the whole of it gets the signal. A signal is never
+/// lost in that window, and never misses part of the group.
 pub(crate) fn signal_group(leader: Pid, sig: Signal) {
     if nix::sys::signal::killpg(leader, sig) == Err(Errno::ESRCH) {
         let _ = kill(leader, sig);
+        let _ = nix::sys::signal::killpg(leader, sig);
     }
 }
 
