@@ -79,7 +79,7 @@ def test_logs_are_prefixed_and_gunicorn_boots_cleanly(prod):
 def test_orphans_are_reaped(prod):
     """Processes whose parent exited are re-parented to procrun (PID 1) and reaped: no
     zombie stays in the container's /proc."""
-    prod.exec("sh", "-c", "for i in 1 2 3 4 5; do sleep 2 >/dev/null 2>&1 & done; exit 0")
+    prod.exec("sh", "-c", "for i in 1 2 3 4 5; do sleep 5 >/dev/null 2>&1 & done; exit 0")
 
     def orphans():
         return [p for p in prod.processes() if p[4] == "sleep"]
