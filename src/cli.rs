@@ -16,8 +16,10 @@ use std::time::Duration;
     version,
     disable_version_flag = true,
     infer_long_args = true,
-    after_help = "Exit codes: 0 ok; 1 bad input (Procfile, .env, options values); 2 usage error; \
-otherwise the first stopped process's code, 128+N for a signal death, 130/143 when procrun got SIGINT/SIGTERM."
+    after_help = "Every option can also be set as PROCRUN_<OPTION> in the environment.\n\
+Exit codes: 0 ok; 1 bad input (Procfile, .env, option values); 2 usage error (also process-role \
+options that do not fit the Procfile); otherwise the first stopped process's code, 128+N for a \
+signal death, 129/130/131/143 when procrun got SIGHUP/SIGINT/SIGQUIT/SIGTERM."
 )]
 pub(crate) struct Cli {
     #[command(flatten)]
@@ -102,8 +104,8 @@ pub(crate) enum Command {
     Start(StartArgs),
     /// Run one command with the env files applied, as a container init (signals, reaping)
     Run(RunArgs),
-    /// Validate the Procfile (and env files) and say which files were used
-    Check,
+    /// Validate the Procfile, env files and start options as `start` would; say which files were used
+    Check(StartArgs),
     /// Probe HTTP, TCP or Unix-socket targets: for HEALTHCHECK, or --watch as a sidecar
     Probe(ProbeArgs),
     /// Show the processes of a running `procrun start --status-addr ...`
@@ -118,7 +120,13 @@ pub(crate) enum Command {
 #[derive(Debug, Args, Clone, Default)]
 pub(crate) struct Expand {
     /// Base port: PORT of the first process type, +100 per type, +1 per instance [default: 5000]
-    #[arg(short = 'p', long = "port", env = "PROCRUN_PORT", value_name = "N")]
+    #[arg(
+        short = 'p',
+        long = "port",
+        env = "PROCRUN_PORT",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub(crate) port: Option<String>,
     /// Instances per process type: name=N,...
     #[arg(
@@ -165,6 +173,57 @@ pub(crate) struct StartArgs {
         value_delimiter = ','
     )]
     pub(crate) ready: Vec<String>,
+    /// Run these types first, one after another, each to completion [default: release, if the Procfile has it; '' for none]
+    #[arg(
+        long = "before",
+        env = "PROCRUN_BEFORE",
+        value_name = "name,...",
+        value_delimiter = ','
+    )]
+    pub(crate) before: Option<Vec<String>>,
+    /// These types may stop without ending the run: name,... or all
+    #[arg(
+        long = "can-die",
+        env = "PROCRUN_CAN_DIE",
+        value_name = "name,...|all",
+        value_delimiter = ','
+    )]
+    pub(crate) can_die: Vec<String>,
+    /// Start these types again when they stop: name,... or all (all but --before types)
+    #[arg(
+        long = "auto-restart",
+        env = "PROCRUN_AUTO_RESTART",
+        value_name = "name,...|all",
+        value_delimiter = ','
+    )]
+    pub(crate) auto_restart: Vec<String>,
+    /// Restarts allowed within 60 s before an --auto-restart type counts as stopped for good
+    #[arg(
+        long = "restart-limit",
+        env = "PROCRUN_RESTART_LIMIT",
+        value_name = "N",
+        default_value_t = 5
+    )]
+    pub(crate) restart_limit: u32,
+    /// Start NAME only when every DEP is ready: NAME=DEP[+DEP...],...
+    #[arg(
+        long = "after",
+        env = "PROCRUN_AFTER",
+        value_name = "name=dep[+dep...],...",
+        value_delimiter = ','
+    )]
+    pub(crate) after: Vec<String>,
+    /// Signal that stops a type instead of SIGTERM: name=SIGNAL,... (QUIT, SIGQUIT or 3)
+    #[arg(
+        long = "stop-signal",
+        env = "PROCRUN_STOP_SIGNAL",
+        value_name = "name=SIGNAL,...",
+        value_delimiter = ','
+    )]
+    pub(crate) stop_signal: Vec<String>,
+    /// Seconds between a shutdown signal and stopping the processes, while /health says 503
+    #[arg(long = "drain", env = "PROCRUN_DRAIN", value_name = "SECONDS", default_value = "0", value_parser = parse_seconds)]
+    pub(crate) drain: Duration,
     /// Process types to start, in this order [default: all, Procfile order]
     #[arg(value_name = "PROCESS")]
     pub(crate) processes: Vec<String>,
@@ -177,6 +236,7 @@ pub(crate) struct RunArgs {
     pub(crate) timeout: Duration,
     /// The command and its arguments
     #[arg(
+        required = true,
         trailing_var_arg = true,
         allow_hyphen_values = true,
         value_name = "COMMAND"
@@ -407,6 +467,7 @@ mod tests {
         assert_eq!(s.expand.concurrency.as_deref(), Some("web=2"));
         // After the task wins.
         let cli = Cli::try_parse_from(["procrun", "-f", "A", "check", "-f", "B"]).unwrap();
+        assert!(matches!(cli.command, Command::Check(_)));
         assert_eq!(cli.common.procfile.as_deref(), Some("B"));
         // `--no` is ambiguous; `--no-color` is not an option (honcho spells it --no-colour).
         assert!(Cli::try_parse_from(["procrun", "start", "--no"]).is_err());
@@ -415,5 +476,17 @@ mod tests {
             panic!()
         };
         assert_eq!(r.argv, vec!["echo", "-e", "x"]);
+        // `run` needs a command; `-p -5` reaches the port check.
+        assert_eq!(
+            Cli::try_parse_from(["procrun", "run"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        let cli = Cli::try_parse_from(["procrun", "start", "-p", "-5"]).unwrap();
+        let Command::Start(s) = cli.command else {
+            panic!()
+        };
+        assert_eq!(s.expand.port.as_deref(), Some("-5"));
     }
 }
