@@ -11,23 +11,27 @@ use crate::output::printer::{LogFormat, Style, TimestampFormat};
 use crate::supervise::board::Board;
 use crate::supervise::spawn::BaseEnv;
 use crate::supervise::{run, start};
-use clap::Parser;
 use nix::sys::signal::SigSet;
 use std::rc::Rc;
 use std::time::Duration;
 
 /// Runs procrun with the process's arguments; `mask` is the signal mask procrun inherited.
 pub(crate) fn main(mask: SigSet) -> i32 {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    // procrun's environment is read once, here; it is never changed.
+    let os = OsEnv::inherit();
+    let cli = match cli::parse(std::env::args_os(), &|key| os.get_os(key)) {
+        Ok(cli::Parsed::Cli(cli)) => cli,
+        Ok(cli::Parsed::Version(line)) => {
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout(), "{line}");
+            return 0;
+        }
         Err(e) => {
             let code = e.exit_code();
             let _ = e.print();
             return code;
         }
     };
-    // procrun's environment is read once, here; it is never changed.
-    let os = OsEnv::inherit();
     let inputs = inputs(&cli.common);
     let result = match &cli.command {
         Command::Start(args) => start(&cli, &inputs, args, &os, mask),
@@ -48,9 +52,14 @@ pub(crate) fn main(mask: SigSet) -> i32 {
     })
 }
 
-/// The message of `e`.
-fn message(_cli: &Cli, e: &Error) -> String {
-    e.to_string()
+/// The message of `e`, naming the variable an option came from when it came from one.
+fn message(cli: &Cli, e: &Error) -> String {
+    match e {
+        Error::Usage { option, message } => {
+            format!("{}: {message}", cli.option_label(option))
+        }
+        _ => e.to_string(),
+    }
 }
 
 fn inputs(common: &cli::Common) -> Inputs {
@@ -61,11 +70,11 @@ fn inputs(common: &cli::Common) -> Inputs {
     }
 }
 
-fn expand(_cli: &Cli, e: &cli::Expand) -> Expand {
+fn expand(cli: &Cli, e: &cli::Expand) -> Expand {
     Expand {
         port: e.port.clone(),
         concurrency: e.concurrency.clone(),
-        port_source: String::new(),
+        port_source: cli.option_label("port"),
     }
 }
 

@@ -1,12 +1,23 @@
 //! Command-line interface: honcho 2.0's commands and options, plus procrun's own, as clap
-//! types. A leaf: it imports no other module of procrun and does no I/O; `app` turns these into
-//! the plain configuration structs the commands take.
+//! types, and `parse`, which adds what clap alone does not do the way honcho users expect. A
+//! leaf: it imports no other module of procrun and does no I/O (the environment is passed in);
+//! `app` turns these types into the plain configuration structs the commands take.
 //!
-//! Every option can also come from `PROCRUN_<OPTION>` in the environment. Common options work
-//! before or after the command (`procrun -f P start` and `procrun start -f P`), and long
-//! options may be abbreviated to any unambiguous prefix, as with honcho's argparse.
+//! - Every option can also come from `PROCRUN_<OPTION>` in the environment (the variable is
+//!   named by the option's `env` attribute below). procrun reads these itself rather than
+//!   through clap: an empty variable counts as unset (a Dockerfile cannot unset an inherited
+//!   `ENV`), a boolean accepts 1/0, true/false, yes/no, on/off in any case, and an invalid value
+//!   names the variable. The command line wins over the environment.
+//! - Common options work before or after the command (`procrun -f P start` and
+//!   `procrun start -f P`), and long options may be abbreviated to any unambiguous prefix, as
+//!   with honcho's argparse. A prefix that is ambiguous only because of procrun's own options
+//!   means honcho's option (`--c`, `--co`: `--concurrency`, not `--colour`); otherwise the
+//!   error lists the candidates.
+//! - `-v/--version` after a command prints the version, as honcho does (`procrun start 0.1.0`).
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Arg, ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
 use std::time::Duration;
 
 /// Run the processes of a Procfile: a honcho drop-in and container init.
@@ -16,7 +27,8 @@ use std::time::Duration;
     version,
     disable_version_flag = true,
     infer_long_args = true,
-    after_help = "Every option can also be set as PROCRUN_<OPTION> in the environment.\n\
+    after_help = "Every option can also be set as PROCRUN_<OPTION> in the environment (an empty \
+variable counts as unset).\n\
 Exit codes: 0 ok; 1 bad input (Procfile, .env, option values); 2 usage error (also process-role \
 options that do not fit the Procfile); otherwise the first stopped process's code, 128+N for a \
 signal death, 129/130/131/143 when procrun got SIGHUP/SIGINT/SIGQUIT/SIGTERM."
@@ -29,6 +41,20 @@ pub(crate) struct Cli {
     /// Print version information and exit.
     #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
     pub(crate) version: Option<bool>,
+    /// Options whose value came from the environment: `(long option, variable)`.
+    #[arg(skip)]
+    pub(crate) from_env: Vec<(String, String)>,
+}
+
+impl Cli {
+    /// How to name `--long` in a message: the variable it came from, if it came from one.
+    pub(crate) fn option_label(&self, long: &str) -> String {
+        let flag = long.trim_start_matches('-');
+        match self.from_env.iter().find(|(l, _)| l == flag) {
+            Some((_, var)) => format!("{var} (--{flag})"),
+            None => format!("--{flag}"),
+        }
+    }
 }
 
 /// Options shared by every command (honcho's "common options").
@@ -341,6 +367,373 @@ pub(crate) enum ExportFormat {
     Upstart,
 }
 
+/// honcho 2.0's long options (any command). When a prefix matches several options and exactly
+/// one of them is here, it means that one: the others are procrun's additions.
+const HONCHO_LONGS: &[&str] = &[
+    "env",
+    "app-root",
+    "procfile",
+    "no-colour",
+    "no-prefix",
+    "version",
+    "help",
+    "port",
+    "concurrency",
+    "quiet",
+    "app",
+    "log",
+    "user",
+    "shell",
+    "template-dir",
+];
+
+/// An option that may come from the environment.
+#[derive(Debug, Clone)]
+struct EnvOption {
+    /// `PROCRUN_...`
+    var: String,
+    id: String,
+    long: String,
+    /// The subcommand it belongs to; `None` for the common (global) options.
+    command: Option<String>,
+    /// A flag (no value): the variable holds a boolean.
+    flag: bool,
+}
+
+/// Parses `1/0`, `true/false`, `yes/no`, `on/off` in any case.
+pub(crate) fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// The clap command: the derive's, with the `PROCRUN_*` variables taken out of clap's hands
+/// (`parse` reads them) but still shown in the help, and `-v/--version` accepted after every
+/// command. Also returns those variables.
+fn command() -> (clap::Command, Vec<EnvOption>) {
+    let mut cmd = Cli::command();
+    let mut vars = Vec::new();
+    let mut collect = |c: &clap::Command, command: Option<&str>| {
+        for a in c.get_arguments() {
+            if let (Some(var), Some(long)) = (a.get_env(), a.get_long()) {
+                vars.push(EnvOption {
+                    var: var.to_string_lossy().into_owned(),
+                    id: a.get_id().to_string(),
+                    long: long.to_string(),
+                    command: command.map(str::to_string),
+                    flag: !a.get_action().takes_values(),
+                });
+            }
+        }
+    };
+    collect(&cmd, None);
+    for sub in cmd.get_subcommands() {
+        collect(sub, Some(sub.get_name()));
+    }
+    fn strip(a: Arg) -> Arg {
+        match a.get_env().map(|v| v.to_string_lossy().into_owned()) {
+            Some(var) => {
+                let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                a.env(None::<&'static str>)
+                    .help(format!("{help} [env: {var}]"))
+            }
+            None => a,
+        }
+    }
+    cmd = cmd.mut_args(strip).mut_subcommands(|s| {
+        let s = s.mut_args(strip);
+        if s.get_name() == "version" {
+            return s;
+        }
+        s.arg(
+            Arg::new("version")
+                .short('v')
+                .long("version")
+                .action(ArgAction::SetTrue)
+                .help("Print version information and exit"),
+        )
+    });
+    cmd.build();
+    (cmd, vars)
+}
+
+/// One named option of a command, as the scanner sees it.
+struct Opt<'a> {
+    id: &'a str,
+    longs: Vec<&'a str>,
+    short: Option<char>,
+    takes_value: bool,
+}
+
+fn options(c: &clap::Command) -> Vec<Opt<'_>> {
+    c.get_arguments()
+        .filter(|a| !a.is_positional())
+        .map(|a| Opt {
+            id: a.get_id().as_str(),
+            longs: a
+                .get_long()
+                .into_iter()
+                .chain(a.get_all_aliases().unwrap_or_default())
+                .collect(),
+            short: a.get_short(),
+            takes_value: a.get_action().takes_values(),
+        })
+        .collect()
+}
+
+/// Resolves `--name`: exact, a unique prefix, or a prefix whose only honcho candidate is one.
+/// `Ok(None)`: no such option (clap reports it). `Err`: the candidates of an ambiguous prefix.
+fn resolve_long<'o, 'a>(
+    opts: &'o [Opt<'a>],
+    name: &str,
+) -> Result<Option<&'o Opt<'a>>, Vec<String>> {
+    if let Some(o) = opts.iter().find(|o| o.longs.contains(&name)) {
+        return Ok(Some(o));
+    }
+    let candidates: Vec<&Opt> = opts
+        .iter()
+        .filter(|o| o.longs.iter().any(|l| l.starts_with(name)))
+        .collect();
+    if candidates.len() <= 1 {
+        return Ok(candidates.first().copied());
+    }
+    let honcho: Vec<&Opt> = candidates
+        .iter()
+        .copied()
+        .filter(|o| o.longs.first().is_some_and(|l| HONCHO_LONGS.contains(l)))
+        .collect();
+    if honcho.len() == 1 {
+        return Ok(Some(honcho[0]));
+    }
+    let mut names: Vec<String> = candidates
+        .iter()
+        .filter_map(|o| o.longs.first().map(|l| format!("--{l}")))
+        .collect();
+    names.sort();
+    Err(names)
+}
+
+/// What the scan of the arguments found.
+#[derive(Default)]
+struct Scan {
+    /// The arguments, with abbreviated long options written out.
+    args: Vec<OsString>,
+    /// The subcommand and its index in `args`.
+    command: Option<(String, usize)>,
+    /// Ids of the options given on the command line.
+    given: Vec<String>,
+    /// `-v/--version` after the command.
+    version: bool,
+}
+
+/// Walks the arguments as clap will see them (options and their values, the command, `--`,
+/// `run`'s command) to expand long-option prefixes with honcho's preference, find the options
+/// given and a `-v` after the command.
+fn scan(cmd: &mut clap::Command, args: Vec<OsString>) -> Result<Scan, clap::Error> {
+    let mut out = Scan {
+        args,
+        ..Scan::default()
+    };
+    let root_opts = options(cmd);
+    let mut sub: Option<&clap::Command> = None;
+    let mut sub_opts: Vec<Opt> = Vec::new();
+    let mut i = 1;
+    while i < out.args.len() {
+        let Some(token) = out.args[i].to_str().map(str::to_string) else {
+            i += 1;
+            continue;
+        };
+        let opts = if sub.is_some() { &sub_opts } else { &root_opts };
+        if token == "--" {
+            break;
+        }
+        if let Some(body) = token.strip_prefix("--") {
+            let (name, value) = match body.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (body, None),
+            };
+            match resolve_long(opts, name) {
+                Ok(Some(o)) => {
+                    if sub.is_some() && o.id == "version" {
+                        out.version = true;
+                        return Ok(out);
+                    }
+                    out.given.push(o.id.to_string());
+                    let full = o.longs[0];
+                    if full != name {
+                        out.args[i] = OsString::from(match value {
+                            Some(v) => format!("--{full}={v}"),
+                            None => format!("--{full}"),
+                        });
+                    }
+                    if o.takes_value && value.is_none() {
+                        i += 1;
+                    }
+                }
+                Ok(None) => {}
+                Err(candidates) => {
+                    let target = match sub {
+                        Some(s) => s.clone(),
+                        None => cmd.clone(),
+                    };
+                    return Err(target.clone().error(
+                        ErrorKind::UnknownArgument,
+                        format!("option '--{name}' is ambiguous: {}", candidates.join(", ")),
+                    ));
+                }
+            }
+        } else if token.len() > 1 && token.starts_with('-') {
+            for (k, c) in token.char_indices().skip(1) {
+                let Some(o) = opts.iter().find(|o| o.short == Some(c)) else {
+                    break;
+                };
+                if sub.is_some() && o.id == "version" {
+                    out.version = true;
+                    return Ok(out);
+                }
+                out.given.push(o.id.to_string());
+                if o.takes_value {
+                    if k + c.len_utf8() == token.len() {
+                        i += 1;
+                    }
+                    break;
+                }
+            }
+        } else if let Some(s) = sub {
+            if s.get_name() == "run" {
+                // The rest is the command and its arguments.
+                break;
+            }
+        } else {
+            match cmd.find_subcommand(&token) {
+                Some(s) if s.get_name() != "help" => {
+                    sub = Some(s);
+                    sub_opts = options(s);
+                    out.command = Some((s.get_name().to_string(), i));
+                }
+                // `help`, or not a command (clap reports it).
+                _ => break,
+            }
+        }
+        i += 1;
+    }
+    Ok(out)
+}
+
+/// What the arguments ask for.
+#[derive(Debug)]
+pub(crate) enum Parsed {
+    /// A command to run.
+    Cli(Box<Cli>),
+    /// `-v/--version` after a command: print this line (honcho's `honcho start 2.0.0`).
+    Version(String),
+}
+
+/// Parses procrun's arguments (`args[0]` is the program) with `env` as the environment for the
+/// `PROCRUN_*` variables. A usage error, `--help` and `procrun --version` come back as clap
+/// errors (`print` them; `exit_code` is 2 or 0).
+pub(crate) fn parse(
+    args: impl IntoIterator<Item = OsString>,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<Parsed, clap::Error> {
+    let (mut cmd, vars) = command();
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    if args.is_empty() {
+        args.push("procrun".into());
+    }
+    let scan = scan(&mut cmd, args)?;
+    let mut args = scan.args;
+    if scan.version {
+        let name = scan.command.map(|(n, _)| n).unwrap_or_default();
+        return Ok(Parsed::Version(format!(
+            "procrun {name} {}",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+    let mut from_env: Vec<(String, String, OsString)> = Vec::new();
+    if let Some((name, at)) = &scan.command {
+        let mut injected = Vec::new();
+        for v in &vars {
+            let applies = v.command.as_deref().is_none_or(|c| c == name);
+            if !applies || scan.given.contains(&v.id) {
+                continue;
+            }
+            let Some(value) = env(&v.var).filter(|value| !value.is_empty()) else {
+                continue;
+            };
+            if v.flag {
+                match value.to_str().and_then(parse_bool) {
+                    Some(true) => injected.push(OsString::from(format!("--{}", v.long))),
+                    Some(false) => continue,
+                    None => {
+                        return Err(cmd.error(
+                            ErrorKind::InvalidValue,
+                            format!(
+                                "invalid value '{}' in {}: use 1/0, true/false, yes/no or on/off",
+                                value.to_string_lossy(),
+                                v.var
+                            ),
+                        ));
+                    }
+                }
+            } else {
+                let mut token = OsString::from(format!("--{}=", v.long));
+                token.push(&value);
+                injected.push(token);
+            }
+            from_env.push((v.long.clone(), v.var.clone(), value));
+        }
+        args.splice(at + 1..at + 1, injected);
+    }
+    let matches = cmd
+        .try_get_matches_from_mut(args)
+        .map_err(|e| name_the_variable(&mut cmd, e, &from_env))?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
+    cli.from_env = from_env.into_iter().map(|(l, v, _)| (l, v)).collect();
+    Ok(Parsed::Cli(Box::new(cli)))
+}
+
+/// Rewrites clap's "invalid value for --option" into one naming the variable the value came
+/// from, when it came from one.
+fn name_the_variable(
+    cmd: &mut clap::Command,
+    e: clap::Error,
+    from_env: &[(String, String, OsString)],
+) -> clap::Error {
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return e;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return e;
+    };
+    let long = arg
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("--");
+    let Some((long, var, value)) = from_env.iter().find(|(l, ..)| l == long) else {
+        return e;
+    };
+    let reason = match e.get(ContextKind::ValidValue) {
+        Some(ContextValue::Strings(values)) => format!(" (possible values: {})", values.join(", ")),
+        _ => std::error::Error::source(&e)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default(),
+    };
+    cmd.error(
+        e.kind(),
+        format!(
+            "invalid value '{}' in {var} (for --{long}){reason}",
+            value.to_string_lossy()
+        ),
+    )
+}
+
 /// Parses `5`, `0.5`, `2s`, `500ms`, `1m` into a duration.
 pub(crate) fn parse_seconds(text: &str) -> Result<Duration, String> {
     let t = text.trim();
@@ -450,43 +843,437 @@ mod tests {
         assert_eq!(p.expect_status, Some(StatusCodes(vec![(200, 204)])));
     }
 
+    /// Parses `args` (without the program name) with the environment `env`.
+    fn parse_with(args: &[&str], env: &[(&str, &str)]) -> Result<Parsed, clap::Error> {
+        let env: Vec<(String, OsString)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        let lookup = move |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        let args = std::iter::once("procrun").chain(args.iter().copied());
+        parse(args.map(OsString::from), &lookup)
+    }
+
+    fn cli(args: &[&str], env: &[(&str, &str)]) -> Cli {
+        match parse_with(args, env) {
+            Ok(Parsed::Cli(c)) => *c,
+            Ok(Parsed::Version(v)) => panic!("{args:?}: version {v}"),
+            Err(e) => panic!("{args:?} {env:?}: {e}"),
+        }
+    }
+
+    fn start_args(c: &Cli) -> &StartArgs {
+        match &c.command {
+            Command::Start(s) | Command::Check(s) => s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn usage_error(args: &[&str], env: &[(&str, &str)]) -> String {
+        match parse_with(args, env) {
+            Err(e) => {
+                assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+                e.to_string()
+            }
+            Ok(p) => panic!("{args:?} {env:?}: parsed {p:?}"),
+        }
+    }
+
     #[test]
     fn cli_shape() {
-        use clap::CommandFactory;
-        Cli::command().debug_assert();
-        let cli = Cli::try_parse_from([
-            "procrun", "--proc", "P", "--env", "a,b", "start", "--no-pre", "-c", "web=2", "web",
-        ])
-        .unwrap();
-        assert_eq!(cli.common.procfile.as_deref(), Some("P"));
-        assert!(cli.common.no_prefix);
-        let Command::Start(s) = cli.command else {
-            panic!()
-        };
+        let (cmd, _) = command();
+        cmd.debug_assert();
+        let c = cli(
+            &[
+                "--proc", "P", "--env", "a,b", "start", "--no-pre", "-c", "web=2", "web",
+            ],
+            &[],
+        );
+        assert_eq!(c.common.procfile.as_deref(), Some("P"));
+        assert!(c.common.no_prefix);
+        let s = start_args(&c);
         assert_eq!(s.processes, vec!["web"]);
         assert_eq!(s.expand.concurrency.as_deref(), Some("web=2"));
         // After the task wins.
-        let cli = Cli::try_parse_from(["procrun", "-f", "A", "check", "-f", "B"]).unwrap();
-        assert!(matches!(cli.command, Command::Check(_)));
-        assert_eq!(cli.common.procfile.as_deref(), Some("B"));
-        // `--no` is ambiguous; `--no-color` is not an option (honcho spells it --no-colour).
-        assert!(Cli::try_parse_from(["procrun", "start", "--no"]).is_err());
-        let cli = Cli::try_parse_from(["procrun", "run", "echo", "-e", "x"]).unwrap();
-        let Command::Run(r) = cli.command else {
-            panic!()
-        };
-        assert_eq!(r.argv, vec!["echo", "-e", "x"]);
-        // `run` needs a command; `-p -5` reaches the port check.
-        assert_eq!(
-            Cli::try_parse_from(["procrun", "run"])
-                .unwrap_err()
-                .exit_code(),
-            2
+        let c = cli(&["-f", "A", "check", "-f", "B"], &[]);
+        assert_eq!(c.common.procfile.as_deref(), Some("B"));
+        // `--no-color` is not an option (honcho spells it --no-colour).
+        usage_error(&["start", "--no-color"], &[]);
+        let c = cli(&["run", "echo", "-e", "x", "--co", "-v"], &[]);
+        let Command::Run(r) = c.command else { panic!() };
+        assert_eq!(r.argv, vec!["echo", "-e", "x", "--co", "-v"]);
+        let c = cli(&["run", "-t", "1", "--", "--co"], &[]);
+        let Command::Run(r) = c.command else { panic!() };
+        assert_eq!(r.argv, vec!["--co"]);
+        // honcho's -p -5 reaches the port check (which names the range).
+        let c = cli(&["start", "-p", "-5"], &[]);
+        assert_eq!(start_args(&c).expand.port.as_deref(), Some("-5"));
+        // `run` without a command is a usage error.
+        for args in [&["run"][..], &["run", "--"], &["run", "-t", "1"]] {
+            assert!(usage_error(args, &[]).contains("<COMMAND>"), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn long_prefixes_prefer_honcho() {
+        // (arguments, the option's long name it must be read as)
+        let cases: &[(&[&str], &str)] = &[
+            (&["start", "--c", "web=2"], "concurrency"),
+            (&["start", "--co", "web=2"], "concurrency"),
+            (&["start", "--co=web=2"], "concurrency"),
+            (&["start", "--conc", "web=2"], "concurrency"),
+            (&["start", "--col", "never"], "colour"),
+            (&["start", "--colo=never"], "colour"),
+            (&["start", "--a", "dir"], "app-root"),
+            (&["start", "--q", "web"], "quiet"),
+            (&["start", "--e", "x"], "env"),
+            (&["start", "--d", "3"], "drain"),
+            (&["start", "--b", ""], "before"),
+            (&["start", "--au", "web"], "auto-restart"),
+            (&["start", "--can", "web"], "can-die"),
+            (&["check", "--c", "web=2"], "concurrency"),
+            (&["export", "--c", "web=2", "runit", "out"], "concurrency"),
+            (&["--c", "never", "check"], "colour"),
+        ];
+        for (args, long) in cases {
+            let c = cli(args, &[]);
+            let got = match *long {
+                "concurrency" => match &c.command {
+                    Command::Export(e) => e.expand.concurrency.clone(),
+                    _ => start_args(&c).expand.concurrency.clone(),
+                },
+                "colour" => Some(format!("{:?}", c.common.colour)),
+                "app-root" => c.common.app_root.clone(),
+                "quiet" => start_args(&c).quiet.clone(),
+                "env" => c.common.env.clone(),
+                "drain" => Some(format!("{:?}", start_args(&c).drain)),
+                "before" => start_args(&c).before.as_ref().map(|b| b.join(",")),
+                "auto-restart" => Some(start_args(&c).auto_restart.join(",")),
+                "can-die" => Some(start_args(&c).can_die.join(",")),
+                _ => unreachable!(),
+            };
+            assert!(
+                got.is_some_and(|g| !g.is_empty() || *long == "before"),
+                "{args:?}"
+            );
+        }
+        // Ambiguous among honcho's own options, or among procrun's: the candidates, sorted.
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["start", "--no"],
+                "option '--no' is ambiguous: --no-colour, --no-prefix, --no-timestamp",
+            ),
+            (
+                &["start", "--p", "1"],
+                "option '--p' is ambiguous: --port, --procfile",
+            ),
+            (
+                &["start", "--t", "1"],
+                "option '--t' is ambiguous: --timeout, --timestamp-format",
+            ),
+            (
+                &["start", "--s", "x"],
+                "ambiguous: --status-addr, --stop-signal",
+            ),
+            (
+                &["start", "--re", "x"],
+                "ambiguous: --ready, --restart-limit",
+            ),
+            (&["--no", "check"], "ambiguous: --no-colour, --no-prefix"),
+        ];
+        for (args, want) in cases {
+            let e = usage_error(args, &[]);
+            assert!(e.contains(want), "{args:?}: {e}");
+            assert!(!e.contains("--color"), "{e}");
+        }
+    }
+
+    #[test]
+    fn version_after_a_command_as_honcho() {
+        for (args, want) in [
+            (&["start", "-v"][..], "procrun start "),
+            (&["start", "--version"], "procrun start "),
+            (&["start", "--vers"], "procrun start "),
+            (&["check", "-v"], "procrun check "),
+            (
+                &["-f", "P", "start", "-c", "web=2", "-v", "web"],
+                "procrun start ",
+            ),
+            (&["run", "-v"], "procrun run "),
+            (&["export", "-v"], "procrun export "),
+        ] {
+            match parse_with(args, &[]) {
+                Ok(Parsed::Version(v)) => {
+                    assert_eq!(
+                        v,
+                        format!("{want}{}", env!("CARGO_PKG_VERSION")),
+                        "{args:?}"
+                    )
+                }
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+        // At the root, clap's own (`procrun 0.1.0`, exit 0).
+        let e = parse_with(&["-v"], &[]).unwrap_err();
+        assert_eq!((e.kind(), e.exit_code()), (ErrorKind::DisplayVersion, 0));
+        // A -v that is a value or part of run's command is not the version.
+        let c = cli(&["start", "--quiet=-v"], &[]);
+        assert_eq!(start_args(&c).quiet.as_deref(), Some("-v"));
+        usage_error(&["start", "-q", "-v"], &[]);
+    }
+
+    #[test]
+    fn booleans_from_the_environment() {
+        let truthy = ["1", "true", "TRUE", "yes", "Yes", "on", "ON", " 1 "];
+        let falsy = ["0", "false", "False", "no", "NO", "off", "Off"];
+        for var in [
+            "PROCRUN_NO_COLOUR",
+            "PROCRUN_NO_PREFIX",
+            "PROCRUN_NO_TIMESTAMP",
+        ] {
+            let get = |c: &Cli| match var {
+                "PROCRUN_NO_COLOUR" => c.common.no_colour,
+                "PROCRUN_NO_PREFIX" => c.common.no_prefix,
+                _ => start_args(c).no_timestamp,
+            };
+            for v in truthy {
+                assert!(get(&cli(&["start"], &[(var, v)])), "{var}={v}");
+            }
+            for v in falsy.iter().chain(&[""]) {
+                assert!(!get(&cli(&["start"], &[(var, v)])), "{var}={v}");
+            }
+            let e = usage_error(&["start"], &[(var, "maybe")]);
+            assert!(
+                e.contains(&format!("invalid value 'maybe' in {var}")),
+                "{e}"
+            );
+            assert!(!e.contains("'--no-"), "{e}");
+        }
+        // The command line wins: the flag cannot be turned off, the variable is not read.
+        let c = cli(
+            &["--no-colour", "start"],
+            &[("PROCRUN_NO_COLOUR", "garbage")],
         );
-        let cli = Cli::try_parse_from(["procrun", "start", "-p", "-5"]).unwrap();
-        let Command::Start(s) = cli.command else {
+        assert!(c.common.no_colour);
+        let c = cli(&["start", "--no-prefix"], &[("PROCRUN_NO_PREFIX", "0")]);
+        assert!(c.common.no_prefix);
+    }
+
+    /// Every variable an option reads, with a value and what parsing it must give.
+    type EnvCase = (
+        &'static str,
+        &'static [&'static str],
+        &'static str,
+        fn(&Cli) -> String,
+    );
+
+    fn env_cases() -> Vec<EnvCase> {
+        fn s(c: &Cli) -> &StartArgs {
+            start_args(c)
+        }
+        fn probe(c: &Cli) -> &ProbeArgs {
+            match &c.command {
+                Command::Probe(p) => p,
+                _ => panic!(),
+            }
+        }
+        fn export(c: &Cli) -> &ExportArgs {
+            match &c.command {
+                Command::Export(e) => e,
+                _ => panic!(),
+            }
+        }
+        let start: &[&str] = &["start"];
+        let probe_args: &[&str] = &["probe", "tcp://h:1"];
+        let export_args: &[&str] = &["export", "runit", "out"];
+        vec![
+            ("PROCRUN_ENV", start, "a,b", |c| {
+                format!("{:?}", c.common.env)
+            }),
+            ("PROCRUN_APP_ROOT", start, "/srv", |c| {
+                format!("{:?}", c.common.app_root)
+            }),
+            ("PROCRUN_PROCFILE", start, "P", |c| {
+                format!("{:?}", c.common.procfile)
+            }),
+            ("PROCRUN_NO_COLOUR", start, "1", |c| {
+                c.common.no_colour.to_string()
+            }),
+            ("PROCRUN_NO_PREFIX", start, "yes", |c| {
+                c.common.no_prefix.to_string()
+            }),
+            ("PROCRUN_COLOUR", start, "always", |c| {
+                format!("{:?}", c.common.colour)
+            }),
+            ("PROCRUN_PORT", start, "7000", |c| {
+                format!("{:?}", s(c).expand.port)
+            }),
+            ("PROCRUN_CONCURRENCY", start, "web=2", |c| {
+                format!("{:?}", s(c).expand.concurrency)
+            }),
+            ("PROCRUN_QUIET", start, "web", |c| {
+                format!("{:?}", s(c).quiet)
+            }),
+            ("PROCRUN_TIMEOUT", start, "20", |c| {
+                format!("{:?}", s(c).timeout)
+            }),
+            ("PROCRUN_LOG_FORMAT", start, "json", |c| {
+                format!("{:?}", s(c).log_format)
+            }),
+            ("PROCRUN_NO_TIMESTAMP", start, "on", |c| {
+                s(c).no_timestamp.to_string()
+            }),
+            ("PROCRUN_TIMESTAMP_FORMAT", start, "rfc3339", |c| {
+                format!("{:?}", s(c).timestamp_format)
+            }),
+            ("PROCRUN_STATUS_ADDR", start, "127.0.0.1:9000", |c| {
+                format!("{:?}", s(c).status_addr)
+            }),
+            ("PROCRUN_READY", start, "web=tcp,worker=http:/h", |c| {
+                format!("{:?}", s(c).ready)
+            }),
+            ("PROCRUN_BEFORE", start, "migrate,release", |c| {
+                format!("{:?}", s(c).before)
+            }),
+            ("PROCRUN_CAN_DIE", start, "worker,clock", |c| {
+                format!("{:?}", s(c).can_die)
+            }),
+            ("PROCRUN_AUTO_RESTART", start, "all", |c| {
+                format!("{:?}", s(c).auto_restart)
+            }),
+            ("PROCRUN_RESTART_LIMIT", start, "9", |c| {
+                s(c).restart_limit.to_string()
+            }),
+            ("PROCRUN_AFTER", start, "nginx=web+worker", |c| {
+                format!("{:?}", s(c).after)
+            }),
+            ("PROCRUN_STOP_SIGNAL", start, "nginx=QUIT", |c| {
+                format!("{:?}", s(c).stop_signal)
+            }),
+            ("PROCRUN_DRAIN", start, "2.5", |c| {
+                format!("{:?}", s(c).drain)
+            }),
+            ("PROCRUN_PROBE_TIMEOUT", probe_args, "7", |c| {
+                format!("{:?}", probe(c).timeout)
+            }),
+            ("PROCRUN_PROBE_RETRIES", probe_args, "4", |c| {
+                probe(c).retries.to_string()
+            }),
+            ("PROCRUN_PROBE_INTERVAL", probe_args, "3", |c| {
+                format!("{:?}", probe(c).interval)
+            }),
+            ("PROCRUN_PROBE_EXPECT_STATUS", probe_args, "204", |c| {
+                format!("{:?}", probe(c).expect_status)
+            }),
+            ("PROCRUN_PROBE_EXPECT_BODY", probe_args, "ok", |c| {
+                format!("{:?}", probe(c).expect_body)
+            }),
+            (
+                "PROCRUN_PROBE_FAILURES",
+                &["probe", "--watch", "tcp://h:1"],
+                "6",
+                |c| probe(c).failures.to_string(),
+            ),
+            ("PROCRUN_APP", export_args, "myapp", |c| {
+                format!("{:?}", export(c).app)
+            }),
+            ("PROCRUN_LOG", export_args, "/logs", |c| {
+                format!("{:?}", export(c).log)
+            }),
+            ("PROCRUN_USER", export_args, "me", |c| {
+                format!("{:?}", export(c).user)
+            }),
+            ("PROCRUN_SHELL", export_args, "/bin/bash", |c| {
+                export(c).shell.clone()
+            }),
+        ]
+    }
+
+    #[test]
+    fn every_procrun_variable() {
+        let cases = env_cases();
+        // Every variable an option declares is in the table (so it is tested) and in README.
+        let readme = include_str!("../README.md");
+        let (_, vars) = command();
+        for v in &vars {
+            assert!(
+                cases.iter().any(|(var, ..)| *var == v.var)
+                    || (v.var == "PROCRUN_TIMEOUT" && v.command.as_deref() == Some("run"))
+                    || v.var == "PROCRUN_STATUS_ADDR",
+                "{} is not tested",
+                v.var
+            );
+            assert!(
+                readme.contains(&format!("`{}`", v.var)),
+                "README does not list {}",
+                v.var
+            );
+        }
+        for (var, args, value, get) in &cases {
+            let without = get(&cli(args, &[]));
+            let with = get(&cli(args, &[(var, value)]));
+            assert_ne!(with, without, "{var}={value} changed nothing");
+            // Empty is unset.
+            assert_eq!(
+                get(&cli(args, &[(var, "")])),
+                without,
+                "{var}= is not unset"
+            );
+            let c = cli(args, &[(var, value)]);
+            let flag = vars
+                .iter()
+                .find(|v| v.var == *var)
+                .map(|v| v.long.clone())
+                .unwrap();
+            assert_eq!(c.option_label(&flag), format!("{var} (--{flag})"));
+        }
+        // `run` and `status` share variables with `start`.
+        let c = cli(&["run", "x"], &[("PROCRUN_TIMEOUT", "9")]);
+        let Command::Run(r) = c.command else { panic!() };
+        assert_eq!(r.timeout, Duration::from_secs(9));
+        let c = cli(&["status"], &[("PROCRUN_STATUS_ADDR", "h:1")]);
+        let Command::Status(st) = c.command else {
             panic!()
         };
-        assert_eq!(s.expand.port.as_deref(), Some("-5"));
+        assert_eq!(st.addr.as_deref(), Some("h:1"));
+        // The command line wins over the variable; a value may start with `-` or hold `=`.
+        let c = cli(&["start", "-p", "6000"], &[("PROCRUN_PORT", "7000")]);
+        assert_eq!(start_args(&c).expand.port.as_deref(), Some("6000"));
+        assert_eq!(c.option_label("port"), "--port");
+        let c = cli(&["start", "--po=6000"], &[("PROCRUN_PORT", "7000")]);
+        assert_eq!(start_args(&c).expand.port.as_deref(), Some("6000"));
+        let c = cli(
+            &["start"],
+            &[("PROCRUN_PORT", "-5"), ("PROCRUN_AFTER", "a=b")],
+        );
+        assert_eq!(start_args(&c).expand.port.as_deref(), Some("-5"));
+        // Variables of other commands are not read.
+        let c = cli(
+            &["check"],
+            &[("PROCRUN_APP", "x"), ("PROCRUN_PROBE_RETRIES", "x")],
+        );
+        assert!(c.from_env.is_empty());
+        // An invalid value names the variable.
+        for (var, value, want) in [
+            (
+                "PROCRUN_TIMEOUT",
+                "abc",
+                "invalid value 'abc' in PROCRUN_TIMEOUT (for --timeout): invalid duration",
+            ),
+            (
+                "PROCRUN_LOG_FORMAT",
+                "xml",
+                "invalid value 'xml' in PROCRUN_LOG_FORMAT (for --log-format) (possible values: text, json)",
+            ),
+            ("PROCRUN_COLOUR", "red", "in PROCRUN_COLOUR (for --colour)"),
+            (
+                "PROCRUN_RESTART_LIMIT",
+                "-1",
+                "in PROCRUN_RESTART_LIMIT (for --restart-limit)",
+            ),
+        ] {
+            let e = usage_error(&["start"], &[(var, value)]);
+            assert!(e.contains(want), "{var}: {e}");
+        }
     }
 }

@@ -226,6 +226,15 @@ impl OsEnv {
         }
     }
 
+    /// The raw value of `key`, if set.
+    pub(crate) fn get_os(&self, key: &str) -> Option<OsString> {
+        self.vars
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    }
+
     /// The value of `key` (invalid UTF-8 replaced), if set.
     pub(crate) fn get(&self, key: &str) -> Option<String> {
         self.vars
