@@ -16,7 +16,7 @@
 //! - `-v/--version` after a command prints the version, as honcho does (`procrun start 0.1.0`).
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{Arg, ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::time::Duration;
 
@@ -60,41 +60,23 @@ impl Cli {
 /// Options shared by every command (honcho's "common options").
 #[derive(Debug, Args, Clone, Default)]
 pub(crate) struct Common {
-    /// Environment files to read, comma-separated, later ones win [default: .env]
-    #[arg(
-        short = 'e',
-        long = "env",
-        global = true,
-        env = "PROCRUN_ENV",
-        value_name = "FILE,..."
-    )]
+    /// Environment files to read, comma-separated, later ones win [default: .env] [env: PROCRUN_ENV]
+    #[arg(short = 'e', long = "env", global = true, value_name = "FILE,...")]
     pub(crate) env: Option<String>,
-    /// Directory against which the Procfile and env files are resolved (children keep procrun's cwd)
-    #[arg(
-        short = 'd',
-        long = "app-root",
-        global = true,
-        env = "PROCRUN_APP_ROOT",
-        value_name = "DIR"
-    )]
+    /// Directory against which the Procfile and env files are resolved (children keep procrun's cwd) [env: PROCRUN_APP_ROOT]
+    #[arg(short = 'd', long = "app-root", global = true, value_name = "DIR")]
     pub(crate) app_root: Option<String>,
-    /// Procfile path [default: $PROCFILE, environments/$ENV_NAME/Procfile, or Procfile]
-    #[arg(
-        short = 'f',
-        long = "procfile",
-        global = true,
-        env = "PROCRUN_PROCFILE",
-        value_name = "FILE"
-    )]
+    /// Procfile path [default: $PROCFILE, environments/$ENV_NAME/Procfile, or Procfile] [env: PROCRUN_PROCFILE]
+    #[arg(short = 'f', long = "procfile", global = true, value_name = "FILE")]
     pub(crate) procfile: Option<String>,
-    /// Never colour the output (same as --colour never)
-    #[arg(long = "no-colour", global = true, env = "PROCRUN_NO_COLOUR")]
+    /// Never colour the output (same as --colour never) [env: PROCRUN_NO_COLOUR]
+    #[arg(long = "no-colour", global = true)]
     pub(crate) no_colour: bool,
-    /// Print bare output lines: no timestamp, name or separator
-    #[arg(long = "no-prefix", global = true, env = "PROCRUN_NO_PREFIX")]
+    /// Print bare output lines: no timestamp, name or separator [env: PROCRUN_NO_PREFIX]
+    #[arg(long = "no-prefix", global = true)]
     pub(crate) no_prefix: bool,
-    /// When to colour the prefixes (auto: stdout is a terminal and NO_COLOR is unset)
-    #[arg(long = "colour", alias = "color", global = true, env = "PROCRUN_COLOUR", value_enum, default_value_t = ColourWhen::Auto)]
+    /// When to colour the prefixes (auto: stdout is a terminal and NO_COLOR is unset) [env: PROCRUN_COLOUR]
+    #[arg(long = "colour", alias = "color", global = true, value_enum, default_value_t = ColourWhen::Auto)]
     pub(crate) colour: ColourWhen,
 }
 
@@ -145,22 +127,16 @@ pub(crate) enum Command {
 /// How the Procfile's types become numbered instances with ports (`start` and `export`).
 #[derive(Debug, Args, Clone, Default)]
 pub(crate) struct Expand {
-    /// Base port: PORT of the first process type, +100 per type, +1 per instance [default: 5000]
+    /// Base port: PORT of the first process type, +100 per type, +1 per instance [default: 5000] [env: PROCRUN_PORT]
     #[arg(
         short = 'p',
         long = "port",
-        env = "PROCRUN_PORT",
         value_name = "N",
         allow_negative_numbers = true
     )]
     pub(crate) port: Option<String>,
-    /// Instances per process type: name=N,...
-    #[arg(
-        short = 'c',
-        long = "concurrency",
-        env = "PROCRUN_CONCURRENCY",
-        value_name = "name=N,..."
-    )]
+    /// Instances per process type: name=N,... [env: PROCRUN_CONCURRENCY]
+    #[arg(short = 'c', long = "concurrency", value_name = "name=N,...")]
     pub(crate) concurrency: Option<String>,
 }
 
@@ -168,87 +144,63 @@ pub(crate) struct Expand {
 pub(crate) struct StartArgs {
     #[command(flatten)]
     pub(crate) expand: Expand,
-    /// Drop the output of these process types: name,...
-    #[arg(
-        short = 'q',
-        long = "quiet",
-        env = "PROCRUN_QUIET",
-        value_name = "name,..."
-    )]
+    /// Drop the output of these process types: name,... [env: PROCRUN_QUIET]
+    #[arg(short = 'q', long = "quiet", value_name = "name,...")]
     pub(crate) quiet: Option<String>,
-    /// Seconds between SIGTERM and SIGKILL when stopping
-    #[arg(short = 't', long = "timeout", env = "PROCRUN_TIMEOUT", value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
+    /// Seconds between SIGTERM and SIGKILL when stopping [env: PROCRUN_TIMEOUT]
+    #[arg(short = 't', long = "timeout", value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
     pub(crate) timeout: Duration,
-    /// Output format
-    #[arg(long = "log-format", env = "PROCRUN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    /// Output format [env: PROCRUN_LOG_FORMAT]
+    #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
-    /// Leave the time column out of prefixed lines
-    #[arg(long = "no-timestamp", env = "PROCRUN_NO_TIMESTAMP")]
+    /// Leave the time column out of prefixed lines [env: PROCRUN_NO_TIMESTAMP]
+    #[arg(long = "no-timestamp")]
     pub(crate) no_timestamp: bool,
-    /// Format of the time column
-    #[arg(long = "timestamp-format", env = "PROCRUN_TIMESTAMP_FORMAT", value_enum, default_value_t = TimestampFormat::Time)]
+    /// Format of the time column [env: PROCRUN_TIMESTAMP_FORMAT]
+    #[arg(long = "timestamp-format", value_enum, default_value_t = TimestampFormat::Time)]
     pub(crate) timestamp_format: TimestampFormat,
-    /// Serve GET /health and GET /status on this address (e.g. 127.0.0.1:9000)
-    #[arg(long = "status-addr", env = "PROCRUN_STATUS_ADDR", value_name = "ADDR")]
+    /// Serve GET /health and GET /status on this address (e.g. 127.0.0.1:9000) [env: PROCRUN_STATUS_ADDR]
+    #[arg(long = "status-addr", value_name = "ADDR")]
     pub(crate) status_addr: Option<String>,
-    /// Readiness check per type, for /health: name=tcp or name=http:/path (comma-separated)
+    /// Readiness check per type, for /health: name=tcp or name=http:/path (comma-separated) [env: PROCRUN_READY]
     #[arg(
         long = "ready",
-        env = "PROCRUN_READY",
         value_name = "name=tcp|http:/path",
         value_delimiter = ','
     )]
     pub(crate) ready: Vec<String>,
-    /// Run these types first, one after another, each to completion [default: release, if the Procfile has it; '' for none]
-    #[arg(
-        long = "before",
-        env = "PROCRUN_BEFORE",
-        value_name = "name,...",
-        value_delimiter = ','
-    )]
+    /// Run these types first, one after another, each to completion [default: release, if the Procfile has it; '' for none] [env: PROCRUN_BEFORE]
+    #[arg(long = "before", value_name = "name,...", value_delimiter = ',')]
     pub(crate) before: Option<Vec<String>>,
-    /// These types may stop without ending the run: name,... or all
-    #[arg(
-        long = "can-die",
-        env = "PROCRUN_CAN_DIE",
-        value_name = "name,...|all",
-        value_delimiter = ','
-    )]
+    /// These types may stop without ending the run: name,... or all [env: PROCRUN_CAN_DIE]
+    #[arg(long = "can-die", value_name = "name,...|all", value_delimiter = ',')]
     pub(crate) can_die: Vec<String>,
-    /// Start these types again when they stop: name,... or all (all but --before types)
+    /// Start these types again when they stop: name,... or all (all but --before types) [env: PROCRUN_AUTO_RESTART]
     #[arg(
         long = "auto-restart",
-        env = "PROCRUN_AUTO_RESTART",
         value_name = "name,...|all",
         value_delimiter = ','
     )]
     pub(crate) auto_restart: Vec<String>,
-    /// Restarts allowed within 60 s before an --auto-restart type counts as stopped for good
-    #[arg(
-        long = "restart-limit",
-        env = "PROCRUN_RESTART_LIMIT",
-        value_name = "N",
-        default_value_t = 5
-    )]
+    /// Restarts allowed within 60 s before an --auto-restart type counts as stopped for good [env: PROCRUN_RESTART_LIMIT]
+    #[arg(long = "restart-limit", value_name = "N", default_value_t = 5)]
     pub(crate) restart_limit: u32,
-    /// Start NAME only when every DEP is ready: NAME=DEP[+DEP...],...
+    /// Start NAME only when every DEP is ready: NAME=DEP[+DEP...],... [env: PROCRUN_AFTER]
     #[arg(
         long = "after",
-        env = "PROCRUN_AFTER",
         value_name = "name=dep[+dep...],...",
         value_delimiter = ','
     )]
     pub(crate) after: Vec<String>,
-    /// Signal that stops a type instead of SIGTERM: name=SIGNAL,... (QUIT, SIGQUIT or 3)
+    /// Signal that stops a type instead of SIGTERM: name=SIGNAL,... (QUIT, SIGQUIT or 3) [env: PROCRUN_STOP_SIGNAL]
     #[arg(
         long = "stop-signal",
-        env = "PROCRUN_STOP_SIGNAL",
         value_name = "name=SIGNAL,...",
         value_delimiter = ','
     )]
     pub(crate) stop_signal: Vec<String>,
-    /// Seconds between a shutdown signal and stopping the processes, while /health says 503
-    #[arg(long = "drain", env = "PROCRUN_DRAIN", value_name = "SECONDS", default_value = "0", value_parser = parse_seconds)]
+    /// Seconds between a shutdown signal and stopping the processes, while /health says 503 [env: PROCRUN_DRAIN]
+    #[arg(long = "drain", value_name = "SECONDS", default_value = "0", value_parser = parse_seconds)]
     pub(crate) drain: Duration,
     /// Process types to start, in this order [default: all, Procfile order]
     #[arg(value_name = "PROCESS")]
@@ -257,8 +209,8 @@ pub(crate) struct StartArgs {
 
 #[derive(Debug, Args, Clone, Default)]
 pub(crate) struct RunArgs {
-    /// Seconds to wait for leftover processes after the command exits, before SIGKILL
-    #[arg(short = 't', long = "timeout", env = "PROCRUN_TIMEOUT", value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
+    /// Seconds to wait for leftover processes after the command exits, before SIGKILL [env: PROCRUN_TIMEOUT]
+    #[arg(short = 't', long = "timeout", value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
     pub(crate) timeout: Duration,
     /// The command and its arguments
     #[arg(
@@ -273,36 +225,26 @@ pub(crate) struct RunArgs {
 /// Arguments of `procrun probe`.
 #[derive(Debug, Args, Clone)]
 pub(crate) struct ProbeArgs {
-    /// Time allowed for each attempt (connect, request, response)
-    #[arg(long, env = "PROCRUN_PROBE_TIMEOUT", value_name = "SECONDS", default_value = "2", value_parser = parse_seconds)]
+    /// Time allowed for each attempt (connect, request, response) [env: PROCRUN_PROBE_TIMEOUT]
+    #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = parse_seconds)]
     pub(crate) timeout: Duration,
-    /// Attempts after the first before giving up (one-shot mode)
-    #[arg(
-        long,
-        env = "PROCRUN_PROBE_RETRIES",
-        value_name = "N",
-        default_value_t = 0,
-        conflicts_with = "watch"
-    )]
+    /// Attempts after the first before giving up (one-shot mode) [env: PROCRUN_PROBE_RETRIES]
+    #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "watch")]
     pub(crate) retries: u32,
-    /// Pause between attempts [default: 1s; 10s with --watch]
-    #[arg(long, env = "PROCRUN_PROBE_INTERVAL", value_name = "SECONDS", value_parser = parse_seconds)]
+    /// Pause between attempts [default: 1s; 10s with --watch] [env: PROCRUN_PROBE_INTERVAL]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     pub(crate) interval: Option<Duration>,
-    /// Healthy HTTP statuses: 200, 200-299 or a comma-separated list [default: 200-399]
-    #[arg(long = "expect-status", env = "PROCRUN_PROBE_EXPECT_STATUS", value_name = "CODES", value_parser = parse_status_ranges)]
+    /// Healthy HTTP statuses: 200, 200-299 or a comma-separated list [default: 200-399] [env: PROCRUN_PROBE_EXPECT_STATUS]
+    #[arg(long = "expect-status", value_name = "CODES", value_parser = parse_status_ranges)]
     pub(crate) expect_status: Option<StatusCodes>,
-    /// The HTTP response body (its first 64 KiB) must contain this text
-    #[arg(
-        long = "expect-body",
-        env = "PROCRUN_PROBE_EXPECT_BODY",
-        value_name = "TEXT"
-    )]
+    /// The HTTP response body (its first 64 KiB) must contain this text [env: PROCRUN_PROBE_EXPECT_BODY]
+    #[arg(long = "expect-body", value_name = "TEXT")]
     pub(crate) expect_body: Option<String>,
     /// Keep probing every --interval; exit 1 after --failures consecutive failed rounds
     #[arg(long)]
     pub(crate) watch: bool,
-    /// Consecutive failed rounds after which --watch exits 1
-    #[arg(long, env = "PROCRUN_PROBE_FAILURES", value_name = "N", default_value_t = 3, requires = "watch",
+    /// Consecutive failed rounds after which --watch exits 1 [env: PROCRUN_PROBE_FAILURES]
+    #[arg(long, value_name = "N", default_value_t = 3, requires = "watch",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) failures: u32,
     /// Targets: http://host:port/path, tcp://host:port, unix:/path (or unix:/path:/http-path)
@@ -313,8 +255,8 @@ pub(crate) struct ProbeArgs {
 /// Arguments of `procrun status`.
 #[derive(Debug, Args, Clone)]
 pub(crate) struct StatusArgs {
-    /// Address of the status endpoint of the running procrun [default: 127.0.0.1:9000]
-    #[arg(long = "addr", env = "PROCRUN_STATUS_ADDR", value_name = "ADDR")]
+    /// Address of the status endpoint of the running procrun [default: 127.0.0.1:9000] [env: PROCRUN_STATUS_ADDR]
+    #[arg(long = "addr", value_name = "ADDR")]
     pub(crate) addr: Option<String>,
     /// Print the JSON of GET /status instead of a table
     #[arg(long)]
@@ -327,22 +269,21 @@ pub(crate) struct StatusArgs {
 /// Options of `procrun export` (honcho's, same names and defaults).
 #[derive(Debug, Args, Clone)]
 pub(crate) struct ExportArgs {
-    /// Application name [default: the name of the current directory]
-    #[arg(short = 'a', long = "app", env = "PROCRUN_APP", value_name = "APP")]
+    /// Application name [default: the name of the current directory] [env: PROCRUN_APP]
+    #[arg(short = 'a', long = "app", value_name = "APP")]
     pub(crate) app: Option<String>,
-    /// Directory for the processes' logs [default: /var/log/APP]
-    #[arg(short = 'l', long = "log", env = "PROCRUN_LOG", value_name = "DIR")]
+    /// Directory for the processes' logs [default: /var/log/APP] [env: PROCRUN_LOG]
+    #[arg(short = 'l', long = "log", value_name = "DIR")]
     pub(crate) log: Option<String>,
     #[command(flatten)]
     pub(crate) expand: Expand,
-    /// User the processes run as [default: APP]
-    #[arg(short = 'u', long = "user", env = "PROCRUN_USER", value_name = "USER")]
+    /// User the processes run as [default: APP] [env: PROCRUN_USER]
+    #[arg(short = 'u', long = "user", value_name = "USER")]
     pub(crate) user: Option<String>,
-    /// Shell that runs the commands
+    /// Shell that runs the commands [env: PROCRUN_SHELL]
     #[arg(
         short = 's',
         long = "shell",
-        env = "PROCRUN_SHELL",
         value_name = "SHELL",
         default_value = "/bin/sh"
     )]
@@ -387,18 +328,58 @@ const HONCHO_LONGS: &[&str] = &[
     "template-dir",
 ];
 
-/// An option that may come from the environment.
-#[derive(Debug, Clone)]
-struct EnvOption {
-    /// `PROCRUN_...`
-    var: String,
-    id: String,
-    long: String,
-    /// The subcommand it belongs to; `None` for the common (global) options.
-    command: Option<String>,
-    /// A flag (no value): the variable holds a boolean.
-    flag: bool,
-}
+/// The `PROCRUN_*` variables: (variable, long option, the commands it belongs to; none: a
+/// common option). Each option's help names its variable (`[env: ...]`); a unit test checks
+/// that they agree and that README lists every variable. (Not clap's `env`: clap would read
+/// an empty variable as an empty value and a boolean as `true`/`false` only, and name the
+/// option rather than the variable in its errors.)
+const ENV_VARS: &[(&str, &str, &[&str])] = &[
+    ("PROCRUN_ENV", "env", &[]),
+    ("PROCRUN_APP_ROOT", "app-root", &[]),
+    ("PROCRUN_PROCFILE", "procfile", &[]),
+    ("PROCRUN_NO_COLOUR", "no-colour", &[]),
+    ("PROCRUN_NO_PREFIX", "no-prefix", &[]),
+    ("PROCRUN_COLOUR", "colour", &[]),
+    ("PROCRUN_PORT", "port", &["start", "check", "export"]),
+    (
+        "PROCRUN_CONCURRENCY",
+        "concurrency",
+        &["start", "check", "export"],
+    ),
+    ("PROCRUN_QUIET", "quiet", &["start", "check"]),
+    ("PROCRUN_TIMEOUT", "timeout", &["start", "check", "run"]),
+    ("PROCRUN_LOG_FORMAT", "log-format", &["start", "check"]),
+    ("PROCRUN_NO_TIMESTAMP", "no-timestamp", &["start", "check"]),
+    (
+        "PROCRUN_TIMESTAMP_FORMAT",
+        "timestamp-format",
+        &["start", "check"],
+    ),
+    ("PROCRUN_STATUS_ADDR", "status-addr", &["start", "check"]),
+    ("PROCRUN_READY", "ready", &["start", "check"]),
+    ("PROCRUN_BEFORE", "before", &["start", "check"]),
+    ("PROCRUN_CAN_DIE", "can-die", &["start", "check"]),
+    ("PROCRUN_AUTO_RESTART", "auto-restart", &["start", "check"]),
+    (
+        "PROCRUN_RESTART_LIMIT",
+        "restart-limit",
+        &["start", "check"],
+    ),
+    ("PROCRUN_AFTER", "after", &["start", "check"]),
+    ("PROCRUN_STOP_SIGNAL", "stop-signal", &["start", "check"]),
+    ("PROCRUN_DRAIN", "drain", &["start", "check"]),
+    ("PROCRUN_PROBE_TIMEOUT", "timeout", &["probe"]),
+    ("PROCRUN_PROBE_RETRIES", "retries", &["probe"]),
+    ("PROCRUN_PROBE_INTERVAL", "interval", &["probe"]),
+    ("PROCRUN_PROBE_EXPECT_STATUS", "expect-status", &["probe"]),
+    ("PROCRUN_PROBE_EXPECT_BODY", "expect-body", &["probe"]),
+    ("PROCRUN_PROBE_FAILURES", "failures", &["probe"]),
+    ("PROCRUN_STATUS_ADDR", "addr", &["status"]),
+    ("PROCRUN_APP", "app", &["export"]),
+    ("PROCRUN_LOG", "log", &["export"]),
+    ("PROCRUN_USER", "user", &["export"]),
+    ("PROCRUN_SHELL", "shell", &["export"]),
+];
 
 /// Parses `1/0`, `true/false`, `yes/no`, `on/off` in any case.
 pub(crate) fn parse_bool(text: &str) -> Option<bool> {
@@ -409,56 +390,6 @@ pub(crate) fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
-/// The clap command: the derive's, with the `PROCRUN_*` variables taken out of clap's hands
-/// (`parse` reads them) but still shown in the help, and `-v/--version` accepted after every
-/// command. Also returns those variables.
-fn command() -> (clap::Command, Vec<EnvOption>) {
-    let mut cmd = Cli::command();
-    let mut vars = Vec::new();
-    let mut collect = |c: &clap::Command, command: Option<&str>| {
-        for a in c.get_arguments() {
-            if let (Some(var), Some(long)) = (a.get_env(), a.get_long()) {
-                vars.push(EnvOption {
-                    var: var.to_string_lossy().into_owned(),
-                    id: a.get_id().to_string(),
-                    long: long.to_string(),
-                    command: command.map(str::to_string),
-                    flag: !a.get_action().takes_values(),
-                });
-            }
-        }
-    };
-    collect(&cmd, None);
-    for sub in cmd.get_subcommands() {
-        collect(sub, Some(sub.get_name()));
-    }
-    fn strip(a: Arg) -> Arg {
-        match a.get_env().map(|v| v.to_string_lossy().into_owned()) {
-            Some(var) => {
-                let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
-                a.env(None::<&'static str>)
-                    .help(format!("{help} [env: {var}]"))
-            }
-            None => a,
-        }
-    }
-    cmd = cmd.mut_args(strip).mut_subcommands(|s| {
-        let s = s.mut_args(strip);
-        if s.get_name() == "version" {
-            return s;
-        }
-        s.arg(
-            Arg::new("version")
-                .short('v')
-                .long("version")
-                .action(ArgAction::SetTrue)
-                .help("Print version information and exit"),
-        )
-    });
-    cmd.build();
-    (cmd, vars)
-}
-
 /// One named option of a command, as the scanner sees it.
 struct Opt<'a> {
     id: &'a str,
@@ -467,8 +398,16 @@ struct Opt<'a> {
     takes_value: bool,
 }
 
-fn options(c: &clap::Command) -> Vec<Opt<'_>> {
-    c.get_arguments()
+/// The named options of `c`, with `root`'s global ones and `--help` (which clap adds when it
+/// builds a command: the command is not built here, building every subcommand costs time),
+/// and for a subcommand `-v/--version`.
+fn options<'a>(c: &'a clap::Command, root: Option<&'a clap::Command>) -> Vec<Opt<'a>> {
+    let globals = root
+        .into_iter()
+        .flat_map(|r| r.get_arguments().filter(|a| a.is_global_set()));
+    let mut opts: Vec<Opt> = c
+        .get_arguments()
+        .chain(globals)
         .filter(|a| !a.is_positional())
         .map(|a| Opt {
             id: a.get_id().as_str(),
@@ -480,7 +419,23 @@ fn options(c: &clap::Command) -> Vec<Opt<'_>> {
             short: a.get_short(),
             takes_value: a.get_action().takes_values(),
         })
-        .collect()
+        .collect();
+    opts.push(Opt {
+        id: "help",
+        longs: vec!["help"],
+        short: Some('h'),
+        takes_value: false,
+    });
+    if root.is_some() {
+        // After a command, honcho's `-v/--version` (found by `scan`, never given to clap).
+        opts.push(Opt {
+            id: "version",
+            longs: vec!["version"],
+            short: Some('v'),
+            takes_value: false,
+        });
+    }
+    opts
 }
 
 /// Resolves `--name`: exact, a unique prefix, or a prefix whose only honcho candidate is one.
@@ -531,12 +486,15 @@ struct Scan {
 /// Walks the arguments as clap will see them (options and their values, the command, `--`,
 /// `run`'s command) to expand long-option prefixes with honcho's preference, find the options
 /// given and a `-v` after the command.
-fn scan(cmd: &mut clap::Command, args: Vec<OsString>) -> Result<Scan, clap::Error> {
+/// An ambiguous long option: (the command it was given to, if not the root; the message).
+type Ambiguous = (Option<String>, String);
+
+fn scan(cmd: &clap::Command, args: Vec<OsString>) -> Result<Scan, Ambiguous> {
     let mut out = Scan {
         args,
         ..Scan::default()
     };
-    let root_opts = options(cmd);
+    let root_opts = options(cmd, None);
     let mut sub: Option<&clap::Command> = None;
     let mut sub_opts: Vec<Opt> = Vec::new();
     let mut i = 1;
@@ -574,12 +532,8 @@ fn scan(cmd: &mut clap::Command, args: Vec<OsString>) -> Result<Scan, clap::Erro
                 }
                 Ok(None) => {}
                 Err(candidates) => {
-                    let target = match sub {
-                        Some(s) => s.clone(),
-                        None => cmd.clone(),
-                    };
-                    return Err(target.clone().error(
-                        ErrorKind::UnknownArgument,
+                    return Err((
+                        sub.map(|s| s.get_name().to_string()),
                         format!("option '--{name}' is ambiguous: {}", candidates.join(", ")),
                     ));
                 }
@@ -610,7 +564,7 @@ fn scan(cmd: &mut clap::Command, args: Vec<OsString>) -> Result<Scan, clap::Erro
             match cmd.find_subcommand(&token) {
                 Some(s) if s.get_name() != "help" => {
                     sub = Some(s);
-                    sub_opts = options(s);
+                    sub_opts = options(s, Some(cmd));
                     out.command = Some((s.get_name().to_string(), i));
                 }
                 // `help`, or not a command (clap reports it).
@@ -638,12 +592,20 @@ pub(crate) fn parse(
     args: impl IntoIterator<Item = OsString>,
     env: &dyn Fn(&str) -> Option<OsString>,
 ) -> Result<Parsed, clap::Error> {
-    let (mut cmd, vars) = command();
+    let mut cmd = Cli::command();
     let mut args: Vec<OsString> = args.into_iter().collect();
     if args.is_empty() {
         args.push("procrun".into());
     }
-    let scan = scan(&mut cmd, args)?;
+    let scan = scan(&cmd, args).map_err(|(sub, message)| {
+        // Built (only now: it costs time) so that the usage names `procrun start`.
+        cmd.build();
+        let target = match sub.and_then(|name| cmd.find_subcommand_mut(name)) {
+            Some(s) => s,
+            None => &mut cmd,
+        };
+        target.error(ErrorKind::UnknownArgument, message)
+    })?;
     let mut args = scan.args;
     if scan.version {
         let name = scan.command.map(|(n, _)| n).unwrap_or_default();
@@ -655,35 +617,44 @@ pub(crate) fn parse(
     let mut from_env: Vec<(String, String, OsString)> = Vec::new();
     if let Some((name, at)) = &scan.command {
         let mut injected = Vec::new();
-        for v in &vars {
-            let applies = v.command.as_deref().is_none_or(|c| c == name);
-            if !applies || scan.given.contains(&v.id) {
+        let sub = cmd.find_subcommand(name);
+        for (var, long, commands) in ENV_VARS {
+            if !commands.is_empty() && !commands.contains(&name.as_str()) {
                 continue;
             }
-            let Some(value) = env(&v.var).filter(|value| !value.is_empty()) else {
+            let globals = cmd.get_arguments().filter(|a| a.is_global_set());
+            let Some(arg) = sub
+                .into_iter()
+                .flat_map(|s| s.get_arguments())
+                .chain(globals)
+                .find(|a| a.get_long() == Some(long))
+            else {
                 continue;
             };
-            if v.flag {
+            if scan.given.iter().any(|g| g == arg.get_id().as_str()) {
+                continue;
+            }
+            let Some(value) = env(var).filter(|value| !value.is_empty()) else {
+                continue;
+            };
+            if !arg.get_action().takes_values() {
                 match value.to_str().and_then(parse_bool) {
-                    Some(true) => injected.push(OsString::from(format!("--{}", v.long))),
+                    Some(true) => injected.push(OsString::from(format!("--{long}"))),
                     Some(false) => continue,
                     None => {
-                        return Err(cmd.error(
-                            ErrorKind::InvalidValue,
-                            format!(
-                                "invalid value '{}' in {}: use 1/0, true/false, yes/no or on/off",
-                                value.to_string_lossy(),
-                                v.var
-                            ),
-                        ));
+                        let message = format!(
+                            "invalid value '{}' in {var}: use 1/0, true/false, yes/no or on/off",
+                            value.to_string_lossy()
+                        );
+                        return Err(cmd.error(ErrorKind::InvalidValue, message));
                     }
                 }
             } else {
-                let mut token = OsString::from(format!("--{}=", v.long));
+                let mut token = OsString::from(format!("--{long}="));
                 token.push(&value);
                 injected.push(token);
             }
-            from_env.push((v.long.clone(), v.var.clone(), value));
+            from_env.push((long.to_string(), var.to_string(), value));
         }
         args.splice(at + 1..at + 1, injected);
     }
@@ -881,8 +852,7 @@ mod tests {
 
     #[test]
     fn cli_shape() {
-        let (cmd, _) = command();
-        cmd.debug_assert();
+        Cli::command().debug_assert();
         let c = cli(
             &[
                 "--proc", "P", "--env", "a,b", "start", "--no-pre", "-c", "web=2", "web",
@@ -1194,20 +1164,47 @@ mod tests {
         let cases = env_cases();
         // Every variable an option declares is in the table (so it is tested) and in README.
         let readme = include_str!("../README.md");
-        let (_, vars) = command();
-        for v in &vars {
+        let cmd = Cli::command();
+        for (var, long, commands) in ENV_VARS {
+            assert!(cases.iter().any(|(v, ..)| v == var), "{var} is not tested");
             assert!(
-                cases.iter().any(|(var, ..)| *var == v.var)
-                    || (v.var == "PROCRUN_TIMEOUT" && v.command.as_deref() == Some("run"))
-                    || v.var == "PROCRUN_STATUS_ADDR",
-                "{} is not tested",
-                v.var
+                readme.contains(&format!("`{var}`")),
+                "README does not list {var}"
             );
-            assert!(
-                readme.contains(&format!("`{}`", v.var)),
-                "README does not list {}",
-                v.var
-            );
+            // The option exists where the table says, and its help names the variable.
+            let levels: Vec<&clap::Command> = if commands.is_empty() {
+                vec![&cmd]
+            } else {
+                commands
+                    .iter()
+                    .map(|c| cmd.find_subcommand(c).expect(c))
+                    .collect()
+            };
+            for level in levels {
+                let arg = level
+                    .get_arguments()
+                    .find(|a| a.get_long() == Some(long))
+                    .unwrap_or_else(|| panic!("{var}: no --{long} in {}", level.get_name()));
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                assert!(help.ends_with(&format!("[env: {var}]")), "{var}: {help}");
+            }
+        }
+        // And every option whose help names a variable is in the table.
+        for level in std::iter::once(&cmd).chain(cmd.get_subcommands()) {
+            for arg in level.get_arguments() {
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                if let Some((_, var)) = help.split_once("[env: ") {
+                    let var = var.trim_end_matches(']');
+                    let long = arg.get_long().unwrap_or_default();
+                    assert!(
+                        ENV_VARS.iter().any(|(v, l, c)| *v == var
+                            && *l == long
+                            && (c.is_empty() || c.contains(&level.get_name()))),
+                        "{var} (--{long} of {}) is not in ENV_VARS",
+                        level.get_name()
+                    );
+                }
+            }
         }
         for (var, args, value, get) in &cases {
             let without = get(&cli(args, &[]));
@@ -1220,10 +1217,10 @@ mod tests {
                 "{var}= is not unset"
             );
             let c = cli(args, &[(var, value)]);
-            let flag = vars
+            let flag = ENV_VARS
                 .iter()
-                .find(|v| v.var == *var)
-                .map(|v| v.long.clone())
+                .find(|v| v.0 == *var)
+                .map(|v| v.1.to_string())
                 .unwrap();
             assert_eq!(c.option_label(&flag), format!("{var} (--{flag})"));
         }
