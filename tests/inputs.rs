@@ -395,7 +395,26 @@ fn a_blocked_read_of_the_inputs_stays_interruptible() {
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let r = spawn(procrun(d.path(), &["-e", "f", "start", "--no-prefix"]));
     wait_for_reader(&r);
-    std::fs::write(&fifo, "A=from-the-fifo\n").unwrap();
+    // Opened without blocking (ENXIO until procrun's reader has it open), so that a procrun
+    // that never reads cannot hang the test.
+    let end = Instant::now() + T;
+    let writer = loop {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+        {
+            Ok(f) => break f,
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) && Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    use std::io::Write;
+    (&writer).write_all(b"A=from-the-fifo\n").unwrap();
+    drop(writer);
     let (code, out, err) = r.finish(T);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("A=from-the-fifo"), "{out}");
