@@ -16,15 +16,12 @@ mod instances;
 mod limits;
 pub(crate) mod procfile;
 mod read;
-// Not consumed yet: the supervisor's lifecycle per process is being built on it.
-#[allow(dead_code)]
 mod roles;
 mod sources;
 
 pub(crate) use instances::{Instance, child_env, honcho_env, instances};
 pub(crate) use limits::ExecLimits;
-#[allow(unused_imports)]
-pub(crate) use roles::{DEFAULT_RESTART_LIMIT, RESTART_WINDOW, RoleOptions, Roles};
+pub(crate) use roles::{RESTART_WINDOW, RoleOptions, Roles};
 pub(crate) use sources::{Sources, load, sources};
 
 use crate::error::Error;
