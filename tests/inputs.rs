@@ -29,18 +29,34 @@ fn run_env(d: &TempDir, args: &[&str], env: &[(&str, &str)]) -> (i32, String, St
     spawn(c).finish(T)
 }
 
-/// A file the test cannot read: mode 000, read by `nobody` when the tests run as root (who
-/// reads anything).
-fn unreadable(cmd: &mut std::process::Command, path: &std::path::Path) {
+/// Makes `path` a file procrun cannot read: mode 000, and when the tests run as root (who reads
+/// anything) procrun runs as `nobody`, from a copy of the binary in `bin` (the build directory
+/// may not be open to others).
+fn unreadable(cmd: &mut std::process::Command, path: &std::path::Path, bin: &TempDir) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o000)).unwrap();
-    if nix::unistd::geteuid().is_root() {
-        cmd.uid(65534).gid(65534);
+    if !nix::unistd::geteuid().is_root() {
+        return;
     }
+    let copy = bin.path().join("procrun");
+    if !copy.exists() {
+        std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::copy(BIN, &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut c = std::process::Command::new(copy);
+    c.args(cmd.get_args())
+        .current_dir(cmd.get_current_dir().unwrap())
+        .env_clear()
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .uid(65534)
+        .gid(65534);
+    *cmd = c;
 }
 
 #[test]
 fn existing_but_unreadable_inputs_are_errors_missing_env_files_are_skipped() {
+    let bin = TempDir::new("bin");
     // (what is broken, the message)
     let cases: &[(&str, &str)] = &[
         (
@@ -94,10 +110,10 @@ fn existing_but_unreadable_inputs_are_errors_missing_env_files_are_skipped() {
             }
             let mut c = procrun(d.path(), &args);
             match *case {
-                ".env is unreadable" => unreadable(&mut c, &d.path().join(".env")),
+                ".env is unreadable" => unreadable(&mut c, &d.path().join(".env"), &bin),
                 "Procfile is unreadable" => {
                     d.write("Procfile", "web: touch started; exec sleep 30\n");
-                    unreadable(&mut c, &d.path().join("Procfile"))
+                    unreadable(&mut c, &d.path().join("Procfile"), &bin)
                 }
                 _ => {}
             }
