@@ -13,7 +13,6 @@ use crate::supervise::spawn::BaseEnv;
 use crate::supervise::{run, start};
 use nix::sys::signal::SigSet;
 use std::rc::Rc;
-use std::time::Duration;
 
 /// Runs procrun with the process's arguments; `mask` is the signal mask procrun inherited.
 pub(crate) fn main(mask: SigSet) -> i32 {
@@ -89,6 +88,7 @@ fn start_options(cli: &Cli, args: &cli::StartArgs) -> config::StartOptions {
             can_die: args.can_die.clone(),
             auto_restart: args.auto_restart.clone(),
             restart_limit: args.restart_limit,
+            restart_delay: args.restart_delay,
             after: args.after.clone(),
             stop_signal: args.stop_signal.clone(),
             drain: args.drain,
@@ -201,7 +201,6 @@ fn start(
         services,
         roles: config.roles,
         checks: config.ready,
-        restart_backoff: Duration::from_millis(200),
     };
     Ok(start::run(plan, style))
 }

@@ -185,6 +185,9 @@ pub(crate) struct StartArgs {
     /// Restarts allowed within 60 s before an --auto-restart type counts as stopped for good [env: PROCRUN_RESTART_LIMIT]
     #[arg(long = "restart-limit", value_name = "N", default_value_t = 5)]
     pub(crate) restart_limit: u32,
+    /// Seconds before the first restart of an --auto-restart type, doubled for each next one up to 30 (0: at once) [env: PROCRUN_RESTART_DELAY]
+    #[arg(long = "restart-delay", value_name = "SECONDS", default_value = "0.2", value_parser = parse_seconds)]
+    pub(crate) restart_delay: Duration,
     /// Start NAME only when every DEP is ready: NAME=DEP[+DEP...],... [env: PROCRUN_AFTER]
     #[arg(
         long = "after",
@@ -363,6 +366,11 @@ const ENV_VARS: &[(&str, &str, &[&str])] = &[
     (
         "PROCRUN_RESTART_LIMIT",
         "restart-limit",
+        &["start", "check"],
+    ),
+    (
+        "PROCRUN_RESTART_DELAY",
+        "restart-delay",
         &["start", "check"],
     ),
     ("PROCRUN_AFTER", "after", &["start", "check"]),
@@ -597,6 +605,14 @@ pub(crate) fn parse(
     if args.is_empty() {
         args.push("procrun".into());
     }
+    // `docker run IMAGE procrun check` in an image whose ENTRYPOINT is already procrun: the
+    // command line starts with procrun's own name again.
+    if args.get(1).is_some_and(|a| {
+        let a = std::path::Path::new(a);
+        a.file_name() == Some(std::ffi::OsStr::new("procrun"))
+    }) {
+        args.remove(1);
+    }
     let scan = scan(&cmd, args).map_err(|(sub, message)| {
         // Built (only now: it costs time) so that the usage names `procrun start`.
         cmd.build();
@@ -781,6 +797,31 @@ mod tests {
     }
 
     #[test]
+    fn procruns_own_name_first_is_skipped() {
+        let env = |_: &str| None;
+        for argv in [
+            &["procrun", "procrun", "run", "--", "sh"][..],
+            &[
+                "/usr/local/bin/procrun",
+                "/usr/local/bin/procrun",
+                "run",
+                "--",
+                "sh",
+            ],
+            &["procrun", "run", "--", "sh"],
+        ] {
+            let args = argv.iter().map(OsString::from);
+            let Ok(Parsed::Cli(cli)) = parse(args, &env) else {
+                panic!("{argv:?}")
+            };
+            let Command::Run(r) = cli.command else {
+                panic!("{argv:?}")
+            };
+            assert_eq!(r.argv, vec!["sh"], "{argv:?}");
+        }
+    }
+
+    #[test]
     fn status_codes() {
         type Case<'a> = (&'a str, Option<&'a [(u16, u16)]>);
         let cases: &[Case] = &[
@@ -947,7 +988,7 @@ mod tests {
             ),
             (
                 &["start", "--re", "x"],
-                "ambiguous: --ready, --restart-limit",
+                "ambiguous: --ready, --restart-delay, --restart-limit",
             ),
             (&["--no", "check"], "ambiguous: --no-colour, --no-prefix"),
         ];
@@ -1113,6 +1154,9 @@ mod tests {
             }),
             ("PROCRUN_RESTART_LIMIT", start, "9", |c| {
                 s(c).restart_limit.to_string()
+            }),
+            ("PROCRUN_RESTART_DELAY", start, "0", |c| {
+                format!("{:?}", s(c).restart_delay)
             }),
             ("PROCRUN_AFTER", start, "nginx=web+worker", |c| {
                 format!("{:?}", s(c).after)

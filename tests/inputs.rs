@@ -199,7 +199,7 @@ fn everything_is_validated_before_anything_starts_and_check_agrees() {
             String::new(),
             vec!["--ready", "c=tcp"],
             1,
-            "no process of type `c` is started".into(),
+            "the Procfile has no process type `c`".into(),
         ),
         (
             "b: true\n".into(),

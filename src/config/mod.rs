@@ -135,7 +135,7 @@ pub(crate) fn start(
         option: e.option.to_string(),
         message: e.message,
     })?;
-    let ready = ready_checks(&opts.ready, &instances)?;
+    let ready = ready_checks(&opts.ready, &type_refs, &selected)?;
     let quiet: HashSet<String> = opts
         .quiet
         .as_deref()
@@ -182,22 +182,30 @@ pub(crate) fn run(
     Ok(sources)
 }
 
-/// `--ready` items as (type, check), the last one of a type winning; every type must be started.
-fn ready_checks(items: &[String], instances: &[Instance]) -> Result<Vec<(String, Ready)>, Error> {
+/// `--ready` items as (type, check), the last one of a type winning. Every type must be in
+/// the Procfile; checks of types that are not started are dropped (as their roles are), so an
+/// image's `PROCRUN_READY` does not stop `procrun start release`.
+fn ready_checks(
+    items: &[String],
+    types: &[&str],
+    started: &[&str],
+) -> Result<Vec<(String, Ready)>, Error> {
     let mut checks: Vec<(String, Ready)> = Vec::new();
     for item in items.iter().filter(|i| !i.trim().is_empty()) {
         let (name, ready) = parse_ready(item).ok_or_else(|| Error::InvalidReady {
             value: item.clone(),
             reason: None,
         })?;
-        if !instances.iter().any(|i| i.type_name == name) {
+        if !types.contains(&name.as_str()) {
             return Err(Error::InvalidReady {
                 value: item.clone(),
-                reason: Some(format!("no process of type `{name}` is started")),
+                reason: Some(format!("the Procfile has no process type `{name}`")),
             });
         }
         checks.retain(|(n, _)| *n != name);
-        checks.push((name, ready));
+        if started.contains(&name.as_str()) {
+            checks.push((name, ready));
+        }
     }
     Ok(checks)
 }

@@ -1,6 +1,7 @@
 //! Process roles: what each Procfile type does in the run's lifecycle beyond honcho's "start
 //! all, the first to stop ends the run". Set by `start`'s options (`--before`, `--can-die`,
-//! `--auto-restart`, `--restart-limit`, `--after`, `--stop-signal`, `--drain`), never by the
+//! `--auto-restart`, `--restart-limit`, `--restart-delay`, `--after`, `--stop-signal`,
+//! `--drain`), never by the
 //! Procfile, which stays valid for honcho and Heroku. With none given (and no `release` type),
 //! every accessor answers honcho's behaviour.
 
@@ -18,6 +19,9 @@ pub(crate) struct Roles {
     pub(crate) auto_restart: Vec<String>,
     /// Restarts allowed within `RESTART_WINDOW` before a type counts as stopped for good.
     pub(crate) restart_limit: u32,
+    /// Wait before the first restart; doubled for each further one (up to 30 s), back to
+    /// this after the process stayed up 10 s.
+    pub(crate) restart_delay: Duration,
     /// `(type, dependencies)`: the type starts only when every dependency is ready.
     pub(crate) after: Vec<(String, Vec<String>)>,
     /// `(type, signal number)`: sent to that type's groups at shutdown instead of SIGTERM.
@@ -30,6 +34,8 @@ pub(crate) struct Roles {
 pub(crate) const RESTART_WINDOW: Duration = Duration::from_secs(60);
 /// `--restart-limit`'s default.
 pub(crate) const DEFAULT_RESTART_LIMIT: u32 = 5;
+/// `--restart-delay`'s default.
+pub(crate) const DEFAULT_RESTART_DELAY: Duration = Duration::from_millis(200);
 
 impl Default for Roles {
     fn default() -> Self {
@@ -38,6 +44,7 @@ impl Default for Roles {
             can_die: Vec::new(),
             auto_restart: Vec::new(),
             restart_limit: DEFAULT_RESTART_LIMIT,
+            restart_delay: DEFAULT_RESTART_DELAY,
             after: Vec::new(),
             stop_signal: Vec::new(),
             drain: Duration::ZERO,
@@ -84,6 +91,7 @@ pub(crate) struct RoleOptions {
     pub(crate) can_die: Vec<String>,
     pub(crate) auto_restart: Vec<String>,
     pub(crate) restart_limit: u32,
+    pub(crate) restart_delay: Duration,
     /// `NAME=DEP[+DEP...]` items.
     pub(crate) after: Vec<String>,
     /// `NAME=SIGNAL` items.
@@ -98,6 +106,7 @@ impl Default for RoleOptions {
             can_die: Vec::new(),
             auto_restart: Vec::new(),
             restart_limit: DEFAULT_RESTART_LIMIT,
+            restart_delay: DEFAULT_RESTART_DELAY,
             after: Vec::new(),
             stop_signal: Vec::new(),
             drain: Duration::ZERO,
@@ -241,6 +250,7 @@ pub(crate) fn resolve(
         can_die: expand(can_die),
         auto_restart: expand(auto_restart),
         restart_limit: opts.restart_limit,
+        restart_delay: opts.restart_delay,
         after,
         stop_signal: stop_signal
             .into_iter()
