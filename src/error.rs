@@ -2,10 +2,10 @@
 //!
 //! | code | meaning |
 //! | --- | --- |
-//! | 0 | success; or the first stopped process exited 0 |
-//! | 1 | bad input: Procfile, `.env`, option values (port, concurrency, readiness), spawn failure |
+//! | 0 | success; or the first process to stop for good (that may not die) exited 0; or every process may die and all stopped |
+//! | 1 | bad input: Procfile, `.env`, option values (port, concurrency, readiness); `start`: a process could not be started, or never will (a dependency stopped before it was ready) |
 //! | 2 | usage error: unknown command or option, missing or invalid option value, process-role options that do not fit the Procfile (`Error::Usage`) |
-//! | N | `start`: the exit code of the first process to stop; `run`: the command's code |
+//! | N | `start`: the exit code of the first process to stop for good that may not die, or of the failed `--before` process; `run`: the command's code (127/126 when it cannot be exec'd) |
 //! | 128+N | that process (or command) was killed by signal N; or procrun received signal N while reading its inputs (`Error::Interrupted`) |
 //! | 129, 130, 131, 143 | procrun itself received SIGHUP, SIGINT, SIGQUIT, SIGTERM (`start`) |
 //!
