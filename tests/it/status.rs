@@ -3,13 +3,11 @@
 //! starts; and abuse (idle connections beyond the limit, oversized requests) that must not
 //! disturb output or shutdown. Hard timeouts everywhere; everything started is killed on drop.
 
-mod support;
-
+use crate::harness::*;
 use nix::sys::signal::Signal;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
-use support::*;
 
 const WEB: &str = r#"
 import http.server, os, signal, sys, time
@@ -85,7 +83,7 @@ fn wait_get(
 fn endpoint(r: &Running) -> SocketAddr {
     let end = Instant::now() + Duration::from_secs(20);
     loop {
-        let err = r.stderr();
+        let err = r.err();
         if let Some(rest) = err.split("status endpoint on http://").nth(1) {
             let addr = rest.split_whitespace().next().unwrap();
             return addr.parse().unwrap();
@@ -95,14 +93,14 @@ fn endpoint(r: &Running) -> SocketAddr {
     }
 }
 
-fn status_cmd(dir: &TempDir, args: &[&str], env_addr: Option<SocketAddr>) -> (i32, String, String) {
+fn status_cmd(dir: &Dir, args: &[&str], env_addr: Option<SocketAddr>) -> (i32, String, String) {
     let mut all = vec!["status"];
     all.extend_from_slice(args);
     let mut cmd = procrun(dir.path(), &all);
     if let Some(a) = env_addr {
-        cmd.env("PROCRUN_STATUS_ADDR", a.to_string());
+        cmd = cmd.env("PROCRUN_STATUS_ADDR", &a.to_string());
     }
-    spawn(cmd).finish(Duration::from_secs(20))
+    cmd.spawn().finish(Duration::from_secs(20))
 }
 
 /// The pid of `name` in a /status document.
@@ -120,13 +118,13 @@ fn pid_of(json: &str, name: &str) -> i32 {
 
 #[test]
 fn endpoint_follows_processes_through_start_ready_and_death() {
-    let dir = TempDir::new("status-life");
+    let dir = Dir::new("status-life");
     dir.write("web.py", WEB).write(
         "Procfile",
         "web: IGNORE_TERM=1 exec python3 web.py\nworker: exec sleep 60\n",
     );
     let base = free_port().to_string();
-    let r = spawn(procrun(
+    let r = procrun(
         dir.path(),
         &[
             "start",
@@ -139,7 +137,8 @@ fn endpoint_follows_processes_through_start_ready_and_death() {
             "-t",
             "3",
         ],
-    ));
+    )
+    .spawn();
     let addr = endpoint(&r);
     r.wait_for("worker.1 started", Duration::from_secs(20));
 
@@ -205,11 +204,11 @@ fn endpoint_follows_processes_through_start_ready_and_death() {
 
 #[test]
 fn tcp_readiness() {
-    let dir = TempDir::new("status-tcp");
+    let dir = Dir::new("status-tcp");
     dir.write("web.py", WEB)
         .write("Procfile", "web: exec python3 web.py\n");
     let base = free_port().to_string();
-    let r = spawn(procrun(
+    let r = procrun(
         dir.path(),
         &[
             "start",
@@ -220,7 +219,8 @@ fn tcp_readiness() {
             "-p",
             &base,
         ],
-    ));
+    )
+    .spawn();
     let addr = endpoint(&r);
     r.wait_for("web.1 started", Duration::from_secs(20));
     assert_eq!(get(addr, "/health").unwrap().0, 503);
@@ -232,7 +232,7 @@ fn tcp_readiness() {
 
 #[test]
 fn bad_options_fail_before_anything_starts() {
-    let dir = TempDir::new("status-bad");
+    let dir = Dir::new("status-bad");
     dir.write("Procfile", "web: touch started; sleep 60\n");
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = taken.local_addr().unwrap().to_string();
@@ -259,7 +259,9 @@ fn bad_options_fail_before_anything_starts() {
     for (args, want) in cases {
         let mut all = vec!["start"];
         all.extend_from_slice(args);
-        let (code, out, err) = spawn(procrun(dir.path(), &all)).finish(Duration::from_secs(20));
+        let (code, out, err) = procrun(dir.path(), &all)
+            .spawn()
+            .finish(Duration::from_secs(20));
         assert_eq!(code, 1, "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {err}");
         assert_eq!(out, "", "{args:?}");
@@ -272,7 +274,7 @@ fn bad_options_fail_before_anything_starts() {
 
 #[test]
 fn status_command_without_an_endpoint() {
-    let dir = TempDir::new("status-none");
+    let dir = Dir::new("status-none");
     let addr = format!("127.0.0.1:{}", free_port());
     let (code, out, err) = status_cmd(&dir, &["--addr", &addr], None);
     assert_eq!(code, 1);
@@ -302,18 +304,15 @@ fn last_tick(out: &str) -> u64 {
 
 #[test]
 fn slow_and_oversized_clients_disturb_neither_output_nor_shutdown() {
-    let dir = TempDir::new("status-abuse");
+    let dir = Dir::new("status-abuse");
     dir.write(
         "Procfile",
         "ticker: i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done\n",
     );
-    let r = spawn(procrun(
-        dir.path(),
-        &["start", "--status-addr", "127.0.0.1:0"],
-    ));
+    let r = procrun(dir.path(), &["start", "--status-addr", "127.0.0.1:0"]).spawn();
     let addr = endpoint(&r);
     r.wait_for("| tick 1\n", Duration::from_secs(20));
-    let fds_before = fd_count(r.pid());
+    let fds_before = fd_count(r.pid);
 
     // 200 idle connections (slow-loris) and a few sending a partial head slowly.
     let mut idle: Vec<TcpStream> = (0..200)
@@ -338,9 +337,9 @@ fn slow_and_oversized_clients_disturb_neither_output_nor_shutdown() {
     );
 
     // Output keeps flowing while the connections are open; descriptors stay bounded.
-    let now = last_tick(&r.stdout());
+    let now = last_tick(&r.out());
     r.wait_for(&format!("| tick {}\n", now + 5), Duration::from_secs(20));
-    let fds = fd_count(r.pid());
+    let fds = fd_count(r.pid);
     assert!(
         fds <= fds_before + 64 + 2,
         "{fds} descriptors (was {fds_before})"
