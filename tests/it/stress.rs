@@ -82,9 +82,9 @@ fn sigterm_right_after_exec_is_never_lost() {
 }
 
 /// A SIGTERM that lands while procrun is still starting its children: once every managed
-/// process has stopped, procrun must exit at once, not after the 5 s grace. Repeated a few
-/// hundred times (at most 1000 runs or 25 s) because the race it guards against is rare; each slow run is
-/// reported with the processes that were still alive when both `stopped` lines were out.
+/// process has stopped, procrun must exit at once, not after the 5 s grace. Repeated (at most
+/// 500 runs or 25 s) because the race it guards against is rare; each slow run is reported
+/// with the processes that were still alive when both `stopped` lines were out.
 #[test]
 fn sigterm_during_startup_never_waits_for_the_grace() {
     if skip_without_ns("stress::sigterm_during_startup_never_waits_for_the_grace") {
@@ -102,7 +102,7 @@ fn sigterm_during_startup_never_waits_for_the_grace() {
     let t_all = Instant::now();
     let mut runs = 0u64;
     let mut slow = Vec::new();
-    while runs < 1000 && t_all.elapsed() < budget {
+    while runs < 500 && t_all.elapsed() < budget {
         // 0–5 ms after main blocked signals: while procrun forks its children.
         let delay = Duration::from_micros((runs * 7919) % 5_001);
         runs += 1;

@@ -139,7 +139,7 @@ macro_rules! both_modes {
             $(
                 #[test]
                 fn $name() {
-                    if $crate::harness::skip_without_ns(concat!(stringify!($name), " (ns)")) {
+                    if $crate::harness::skip_without_ns(concat!(module_path!(), "::", stringify!($name))) {
                         return;
                     }
                     super::$name($crate::harness::Mode::Ns);
