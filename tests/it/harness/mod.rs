@@ -812,10 +812,12 @@ impl Running {
         match self.wait(timeout) {
             Some(e) => e,
             None => panic!(
-                "procrun ({:?}) did not exit within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                "procrun ({:?}) did not exit within {timeout:?}\nstdout:\n{}\nstderr:\n{}\n\
+                 its processes (pid comm state ppid pgid):\n{}",
                 self.mode,
                 self.out(),
-                self.err()
+                self.err(),
+                describe(self.pid)
             ),
         }
     }
