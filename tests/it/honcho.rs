@@ -91,6 +91,12 @@ fn drive(name: &str, run: &Running) {
 fn check(name: &str) {
     let dir = case_dir(name);
     let (want_out, want_code) = expected(&dir);
+    // The cases replay honcho's recorded timelines, in which children print 0.25-0.3 s apart.
+    // With a real-time priority (as root) CPU load from other processes cannot reorder them;
+    // the test's own threads too (the output readers start later and inherit it), so that
+    // procrun never waits for a starved reader.
+    set_realtime();
+    let command = |dir: &Path| command(dir).realtime();
     let (code, out) = if dir.join("tty").exists() {
         // stdout on a raw-mode pseudo-terminal, as the corpus was recorded.
         let (code, out, _) = command(&dir).stdout(Out::Pty).spawn().finish(TIMEOUT);

@@ -112,6 +112,16 @@ pub fn skip_without_ns(test: &str) -> bool {
     true
 }
 
+/// Gives the calling thread (and what it forks or starts later) the lowest real-time priority,
+/// SCHED_RR 1, when permitted (root); otherwise nothing changes. A real-time thread runs as soon
+/// as it wakes whatever the CPU load from ordinary processes, which nice cannot promise: with
+/// autogroups each session (every procrun child leads one) competes at the same weight.
+pub fn set_realtime() {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: a valid sched_param for the calling thread; async-signal-safe.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &param) };
+}
+
 /// The real python3 (not a pyenv shim, which forks a bash first).
 pub fn python() -> &'static str {
     static PY: OnceLock<String> = OnceLock::new();
@@ -493,6 +503,7 @@ pub struct Launch {
     cgroup_procs: Option<PathBuf>,
     mount_ns_only: bool,
     sh: Option<PathBuf>,
+    realtime: bool,
 }
 
 /// `procrun ARGS` in `dir`, as an ordinary child of the test; see the builder methods.
@@ -510,6 +521,7 @@ pub fn procrun(dir: &Path, args: &[&str]) -> Launch {
         cgroup_procs: None,
         mount_ns_only: false,
         sh: None,
+        realtime: false,
     }
 }
 
@@ -581,6 +593,12 @@ impl Launch {
         self
     }
 
+    /// Runs procrun and its children with a real-time priority ([`realtime`]; host mode).
+    pub fn realtime(mut self) -> Self {
+        self.realtime = true;
+        self
+    }
+
     pub fn spawn(self) -> Running {
         let tag = unique("tag");
         if self.mode == Mode::Ns || self.mount_ns_only {
@@ -641,9 +659,14 @@ impl Launch {
         }
         let closed = self.stdout == Out::Closed;
         let (block, ignore) = (self.block.clone(), self.ignore.clone());
-        // SAFETY: sigaction/sigprocmask/close are async-signal-safe and nothing allocates.
+        let realtime = self.realtime;
+        // SAFETY: sched_setscheduler/sigaction/sigprocmask/close are async-signal-safe and
+        // nothing allocates.
         unsafe {
             cmd.pre_exec(move || {
+                if realtime {
+                    set_realtime();
+                }
                 ns::reset_signals(&block, &ignore);
                 if closed {
                     libc::close(1);
