@@ -543,7 +543,7 @@ fn stdout_reader_going_away_does_not_stop_supervision(mode: Mode) {
     // The chatty child keeps running after the reader is gone (or procrun shut down on EPIPE).
     let base = s.count("chat", "x");
     let exited_alone = !wait_until(Duration::from_secs(10), || {
-        s.count("chat", "x") >= base + 50 || r_exited(&mut r)
+        s.count("chat", "x") >= base + 50 || r.exited()
     });
     assert!(
         !exited_alone,
@@ -562,10 +562,6 @@ fn stdout_reader_going_away_does_not_stop_supervision(mode: Mode) {
     );
     r.assert_no_panic();
     r.assert_clean();
-}
-
-fn r_exited(r: &mut Running) -> bool {
-    r.wait(Duration::ZERO).is_some()
 }
 
 /// T38: a background grandchild holds the output pipe after its parent exited: the exit is seen

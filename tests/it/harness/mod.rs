@@ -16,8 +16,6 @@
 //! * **Visible skips.** Tests that need PID namespaces (root) call [`skip_without_ns`]: a skip is
 //!   written to the terminal, and it fails the test when `PROCRUN_REQUIRE_PID1=1` (CI).
 
-#![allow(dead_code)]
-
 mod ns;
 pub mod procfs;
 
@@ -891,14 +889,6 @@ impl Running {
         let out = self.out();
         let rest = &out[out.find(&key).unwrap() + key.len()..];
         rest[..rest.find(')').unwrap()].parse().unwrap()
-    }
-
-    /// Processes of this test still alive (host-wide), procrun excluded.
-    pub fn leftovers(&self) -> Vec<i32> {
-        tagged(&self.tag)
-            .into_iter()
-            .filter(|&p| p != self.pid || self.exit.is_some())
-            .collect()
     }
 
     /// After the exit: nothing tagged survives (polled for 300 ms: the kernel tears a
