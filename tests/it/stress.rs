@@ -180,7 +180,6 @@ fn slow_signal_fallback(d: &Dir) -> Option<std::path::PathBuf> {
 /// grace. (The fallback reaches the shell only, yet procrun counts its group as signalled, so
 /// the final sweep skips the group's `sleep`.)
 #[test]
-#[ignore = "fails until procrun terminates the rest of a group it could only signal by pid"]
 fn sigterm_before_a_child_has_its_group_reaches_the_whole_group() {
     let s = Dir::new("fallback");
     let Some(lib) = slow_signal_fallback(&s) else {
