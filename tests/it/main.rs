@@ -13,6 +13,9 @@ mod honcho;
 /// `procrun start`: lifecycle, signals, shutdown and exit codes.
 mod start;
 
+/// Process roles: release phase, can-die, auto-restart, start order, stop signals, drain.
+mod roles;
+
 /// Configuration: Procfile and env files, `PROCRUN_*` variables, CLI options and error messages.
 mod config;
 

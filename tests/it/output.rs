@@ -385,3 +385,118 @@ fn colour_can_be_forced_and_no_color_is_respected() {
         .run();
     assert!(!out.contains('\x1b'));
 }
+
+/// The line-ends of `out`: whole lines of a process (`name | text`) or system lines.
+fn text_lines(out: &[u8]) -> Vec<&str> {
+    std::str::from_utf8(out)
+        .expect("utf8 output")
+        .lines()
+        .collect()
+}
+
+/// A reader much slower than procrun (4 KiB every 5 ms) gets every line of a job that has
+/// long finished, in order, then the closing system lines, last; nothing is dropped and
+/// nothing is said on stderr. (procrun used to count the job as stopped 200 ms after its exit
+/// while its pipe was still full, and gave the output 2.5 s.)
+#[test]
+fn a_slow_reader_gets_every_line_and_the_closing_lines_last() {
+    let d = Dir::with_procfile(
+        "slow-end",
+        "web: exec sleep 100\njob: seq 1 60000; echo LAST-LINE-OF-JOB; exit 3\n",
+    );
+    let mut r = procrun(d.path(), &["start", "--no-colour"])
+        .stdout(Out::Raw)
+        .spawn();
+    let mut stdout = r.take_stdout();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = Instant::now() + FLOOD;
+    loop {
+        assert!(Instant::now() < end, "the output never ended");
+        let n = stdout.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(r.expect_exit(T), Exit::Code(3));
+    let lines = text_lines(&out);
+    let job: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.split_once("job.1  | ").map(|(_, t)| t))
+        .collect();
+    let want: Vec<String> = (1..=60000).map(|i| i.to_string()).collect();
+    assert_eq!(job.len(), 60001, "job lines");
+    assert!(
+        job[..60000].iter().zip(&want).all(|(a, b)| a == b),
+        "out of order"
+    );
+    assert_eq!(job[60000], "LAST-LINE-OF-JOB");
+    let tail: Vec<&str> = lines[lines.len() - 3..]
+        .iter()
+        .map(|l| l.split_once(' ').map_or(*l, |(_, rest)| rest))
+        .collect();
+    assert_eq!(tail[0], "system | job.1 stopped (rc=3)", "{tail:?}");
+    assert!(
+        tail[1].starts_with("system | sending SIGTERM to web.1 (pid "),
+        "{tail:?}"
+    );
+    assert_eq!(tail[2], "system | web.1 stopped (rc=-15)", "{tail:?}");
+    assert_eq!(r.err(), "", "nothing dropped, nothing to say");
+}
+
+/// 10,000 processes writing one line each, stdout a plain file: every line arrives, and
+/// every stopped line. (procrun once gave up on readers it had not scheduled yet.) Fewer
+/// processes when the descriptor limit cannot hold 10,000 pipes.
+#[test]
+fn ten_thousand_processes_to_a_file_lose_nothing() {
+    let hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(_, hard)| hard)
+        .unwrap_or(1024);
+    let n = 10_000.min(hard.saturating_sub(200) as usize);
+    if n < 10_000 {
+        tell(&format!(
+            "output::ten_thousand_processes_to_a_file_lose_nothing: {n} processes (descriptor limit {hard})"
+        ));
+    }
+    let d = Dir::with_procfile("ten-thousand", "web: echo hello\n");
+    let script = format!("ulimit -n {hard}; exec {BIN} start --no-colour -c web={n} > out.txt");
+    let (code, _, err) = Launch::shell(d.path(), &script).spawn().finish(FLOOD);
+    assert_eq!(code, 0, "{err}");
+    let out = std::fs::read(d.file("out.txt")).unwrap();
+    let lines = text_lines(&out);
+    let hellos = lines.iter().filter(|l| l.ends_with("| hello")).count();
+    let stopped = lines
+        .iter()
+        .filter(|l| l.contains(" stopped (rc=0)"))
+        .count();
+    assert_eq!((hellos, stopped), (n, n), "{err}");
+}
+
+/// A line exactly 64 KiB long whose newline arrives in a later read (the piece size) is one
+/// line, not a line and an empty one; the same for a partial line printed after a quiet
+/// second whose newline comes later.
+#[test]
+fn a_line_of_exactly_64_kib_is_not_followed_by_an_empty_line() {
+    let d = Dir::with_procfile(
+        "64k",
+        "web: head -c 65536 /dev/zero | tr '\\0' a; sleep 0.2; echo; echo after\n",
+    );
+    let (code, out, _) = procrun(d.path(), &["start", "--no-prefix"])
+        .spawn()
+        .finish(T);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| !l.contains("started (pid=") && !l.contains("stopped (rc="))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "{:?}",
+        lines.iter().map(|l| l.len()).collect::<Vec<_>>()
+    );
+    assert!(lines[0].len() == 65536 && lines[0].bytes().all(|b| b == b'a'));
+    assert_eq!(lines[1], "after");
+}

@@ -10,6 +10,7 @@ fn dir(procfile: &str) -> Dir {
 both_modes!(
     exit_codes_pass_through,
     signals_are_forwarded,
+    every_catchable_signal_is_forwarded,
     orphans_are_reaped,
 );
 
@@ -144,4 +145,109 @@ fn orphans_are_reaped(mode: Mode) {
     r.signal(SIGTERM);
     assert_eq!(r.expect_exit(T), Exit::Code(143), "{}", r.err());
     r.assert_clean();
+}
+
+/// Records every signal named on its command line, by name, in the file given first; exits 0
+/// on SIGTERM.
+const EVERY_SIGNAL: &str = r#"
+import os, signal, sys, time
+f = sys.argv[1]
+def log(s):
+    fd = os.open(f, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.write(fd, (s + "\n").encode())
+    os.close(fd)
+def on(sig, frame):
+    log("got " + signal.Signals(sig).name)
+    if sig == signal.SIGTERM:
+        os._exit(0)
+for name in sys.argv[2].split(","):
+    signal.signal(getattr(signal, name), on)
+log("ready")
+while True:
+    time.sleep(1000)
+"#;
+
+/// Every catchable signal procrun gets is forwarded to the command, one by one (SIGPIPE
+/// included, as tini and dumb-init do); SIGTERM last, which the command exits on.
+fn every_catchable_signal_is_forwarded(mode: Mode) {
+    let names = [
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGUSR1",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGCONT",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGTERM",
+    ];
+    let s = Dir::new("runall");
+    s.write("rec.py", EVERY_SIGNAL);
+    let script = s.file("rec.py").display().to_string();
+    let log = s.file("r").display().to_string();
+    let list = names.join(",");
+    let mut r = procrun(
+        s.path(),
+        &["run", "--", python(), "-I", "-S", &script, &log, &list],
+    )
+    .mode(mode)
+    .spawn();
+    ready_or_panic(&s, &r, &["r"]);
+    for name in names {
+        let signo: Signal = name.parse().unwrap();
+        r.signal(signo);
+        assert!(
+            wait_until(T, || s.count("r", &format!("got {name}")) == 1),
+            "{name} not forwarded: {}",
+            s.read("r")
+        );
+    }
+    assert_eq!(r.expect_exit(T), Exit::Code(0), "{}", r.err());
+    r.assert_clean();
+}
+
+/// `run` execs the command itself: it needs no `/bin/sh` (here not executable, in a private
+/// mount namespace), and a command that cannot be exec'd is a message and 126 or 127.
+#[test]
+fn run_needs_no_shell_and_says_why_an_exec_failed() {
+    let d = dir("");
+    let (code, _, err) = procrun(d.path(), &["run", "--", "/nonexistent/app"]).run();
+    assert_eq!(code, 127, "{err}");
+    assert_eq!(
+        err,
+        "procrun: cannot exec /nonexistent/app: No such file or directory\n"
+    );
+    let (code, _, err) = procrun(d.path(), &["run", "no-such-program-here"]).run();
+    assert_eq!(code, 127, "{err}");
+    assert!(
+        err.contains("cannot exec no-such-program-here: No such file"),
+        "{err}"
+    );
+    if skip_without_ns("run::run_needs_no_shell_and_says_why_an_exec_failed") {
+        return;
+    }
+    let (code, out, err) = procrun(d.path(), &["run", "--", "echo", "no shell"])
+        .sh("/dev/null")
+        .run();
+    assert_eq!((code, out.as_str()), (0, "no shell\n"), "{err}");
+    // A single argument with shell syntax still goes through /bin/sh.
+    let (code, _, err) = procrun(d.path(), &["run", "echo a && echo b"])
+        .sh("/dev/null")
+        .run();
+    assert_eq!(code, 126, "{err}");
+    assert!(
+        err.contains("cannot exec /bin/sh: Permission denied"),
+        "{err}"
+    );
 }

@@ -209,3 +209,111 @@ fn stopped_child_is_continued_after_sigterm() {
         start.elapsed()
     );
 }
+
+/// A web process that needs half a second to stop gracefully (it prints `web ready` after its
+/// trap is set).
+const GRACEFUL: &str = "web: trap 'echo web got TERM; sleep 0.5; echo web done; exit 0' TERM; echo web ready; while :; do sleep 0.1; done\n";
+
+/// Asserts one graceful stop: one SIGTERM counted, no SIGKILL, the child finished its cleanup.
+fn assert_one_graceful_stop(code: i32, out: &str) {
+    assert_eq!(code, 143, "{out}");
+    assert_eq!(out.matches("SIGTERM received").count(), 1, "{out}");
+    assert!(!out.contains("SIGKILL"), "{out}");
+    assert!(out.contains("web done"), "{out}");
+    assert!(out.contains("web.1 stopped (rc=0)"), "{out}");
+}
+
+/// The same signal twice within 100 ms (a script or systemd signalling procrun and its group)
+/// is one signal: the child gets its grace, not an immediate SIGKILL.
+#[test]
+fn the_same_signal_twice_at_once_counts_once() {
+    let d = dir(GRACEFUL);
+    let r = procrun(d.path(), &["start"]).spawn();
+    r.wait_for("web ready", T);
+    r.signal(Signal::SIGTERM);
+    r.signal(Signal::SIGTERM);
+    let (code, out, _) = r.finish(T);
+    assert_one_graceful_stop(code, &out);
+}
+
+/// GNU `timeout` sends its SIGTERM to the command and then to the whole process group,
+/// microseconds apart: still one signal.
+#[test]
+fn gnu_timeout_stops_procrun_gracefully() {
+    let d = dir(GRACEFUL);
+    // procrun writes `web ready` when the trap is set; timeout's second starts before that, so
+    // it is long enough for a loaded machine only if the child is quick: 3 s.
+    let r = Launch::shell(
+        d.path(),
+        &format!("exec timeout --preserve-status 3 {BIN} start"),
+    )
+    .spawn();
+    r.wait_for("web ready", T);
+    let (code, out, _) = r.finish(T);
+    assert_one_graceful_stop(code, &out);
+}
+
+/// procrun killed with SIGKILL (or dying of any signal it cannot handle): every child gets
+/// SIGTERM as its parent-death signal and does not outlive it.
+#[test]
+fn children_do_not_outlive_a_sigkilled_procrun() {
+    let d = dir("web: echo web ready; exec sleep 60\nworker: echo worker ready; exec sleep 60\n");
+    let mut r = procrun(d.path(), &["start"]).spawn();
+    r.wait_for("web ready", T);
+    r.wait_for("worker ready", T);
+    let kids = [r.pid_of("web.1"), r.pid_of("worker.1")];
+    r.signal(Signal::SIGKILL);
+    assert_eq!(r.expect_exit(T), Exit::Signal(libc::SIGKILL));
+    let gone = |pid: i32| proc_info(pid).is_none_or(|p| p.state == 'Z');
+    assert!(
+        wait_until(T, || kids.iter().all(|&p| gone(p))),
+        "still running after procrun's SIGKILL: {:?}",
+        kids.iter()
+            .filter_map(|&p| proc_info(p))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// A process whose program cannot be exec'd says why before its stopped line (here `/bin/sh`
+/// is not executable, in a private mount namespace).
+#[test]
+fn an_exec_failure_is_reported_with_its_reason() {
+    if skip_without_ns("start::an_exec_failure_is_reported_with_its_reason") {
+        return;
+    }
+    let d = dir("web: echo never\n");
+    let (code, out, _) = procrun(d.path(), &["start", "--no-colour"])
+        .sh("/dev/null")
+        .run();
+    assert_eq!(code, 126, "{out}");
+    let l = lines(&out);
+    let reason = l
+        .iter()
+        .position(|x| x == "system | web.1: cannot exec /bin/sh: Permission denied")
+        .unwrap_or_else(|| panic!("{out}"));
+    let stopped = l
+        .iter()
+        .position(|x| x == "system | web.1 stopped (rc=126)")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(reason < stopped, "{out}");
+}
+
+/// Out of descriptors half-way through the start (`ulimit -n 32`, 26 processes): procrun says
+/// so naming the process it could not start, stops and reaps the ones it started, and exits 1.
+#[test]
+fn running_out_of_descriptors_reports_the_cause_and_leaves_nothing() {
+    let procfile: String = (1..=26)
+        .map(|i| format!("w{i}: echo w{i} up; exec sleep 60\n"))
+        .collect();
+    let d = dir(&procfile);
+    let mut r = Launch::shell(d.path(), &format!("ulimit -n 32; exec {BIN} start")).spawn();
+    let exit = r.expect_exit(T);
+    let out = r.out();
+    assert_eq!(exit, Exit::Code(1), "{out}\n{}", r.err());
+    let failed: Vec<&str> = out.lines().filter(|l| l.contains("cannot start")).collect();
+    assert_eq!(failed.len(), 1, "{out}");
+    assert!(failed[0].ends_with(": Too many open files"), "{out}");
+    assert!(out.contains("sending SIGTERM to w1.1"), "{out}");
+    r.assert_no_panic();
+    r.assert_clean();
+}
