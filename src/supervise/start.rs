@@ -438,10 +438,12 @@ impl Runner {
         ));
         reaper::signal_group(pid, sig);
         self.signalled_groups.insert(pid.as_raw());
-        // A stopped process cannot act on its stop signal until it is continued: SIGCONT
-        // follows, as systemd sends it. (Checking the leader's state is not enough: a group
-        // stopped while its shell waits in vfork shows the shell in D, the child in T.)
-        if sig != Signal::SIGKILL {
+        // A stopped process cannot act on its stop signal until it is continued (systemd
+        // does the same); running ones are not sent an extra signal. The leader may show D
+        // rather than T: a shell that vforked a child which was stopped before its exec.
+        if sig != Signal::SIGKILL
+            && super::procfs::stat(pid.as_raw()).is_some_and(|s| matches!(s.state, 'T' | 't' | 'D'))
+        {
             reaper::signal_group(pid, Signal::SIGCONT);
         }
     }
