@@ -238,88 +238,16 @@ async fn run_async(
     for service in services {
         tokio::task::spawn_local(service);
     }
-    // A child may have exited before the loop started: reap once before waiting.
-    run.reap();
-    loop {
-        let now = Instant::now();
-        run.check_outputs(now);
-        run.feed(Event::Tick);
-        run.check_stall(now);
-        if run.machine.sweeping() {
-            // Reap whatever exited (a coalesced SIGCHLD may still be pending).
-            run.reap();
-            if run.no_children {
-                break;
-            }
-        }
-        let deadline = [
-            run.machine.next_deadline(),
-            run.output_deadline(now),
-            run.stall_deadline(now),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        tokio::select! {
-            biased;
-            signo = signals.recv() => run.on_signal(signo),
-            Some(_) = eof_rx.recv() => {}
-            Some(msg) = ready_rx.recv() => run.on_ready(msg),
-            _ = sleep_until(deadline) => {}
-        }
-    }
-    // Every process is gone: read what is left in the pipes (only something outside procrun's
-    // tree can still hold one open), then wait for stdout to take it all.
-    let gone_at = Instant::now();
-    loop {
-        let now = Instant::now();
-        run.readers.retain(|r| !r.eof.get());
-        run.check_stall(now);
-        if run
-            .readers
-            .iter()
-            .all(|r| r.idle_for(FINAL_DRAIN, gone_at, now))
-        {
-            break;
-        }
-        let idle_at = run
-            .readers
-            .iter()
-            .map(|r| {
-                r.idle_deadline(FINAL_DRAIN, gone_at)
-                    .unwrap_or(now + RECHECK)
-            })
-            .max();
-        let deadline = [idle_at, run.stall_deadline(now)]
-            .into_iter()
-            .flatten()
-            .min();
-        tokio::select! {
-            biased;
-            signo = signals.recv() => run.on_signal(signo),
-            Some(_) = eof_rx.recv() => {}
-            _ = sleep_until(deadline) => {}
-        }
-    }
-    loop {
-        let printer = Rc::clone(&run.printer);
-        let progress = printer.progress();
-        tokio::pin!(progress);
-        progress.as_mut().enable();
-        let now = Instant::now();
-        run.check_stall(now);
-        if printer.flushed() || run.gave_up.is_some() {
-            break;
-        }
-        let deadline = run.stall_deadline(now);
-        tokio::select! {
-            biased;
-            signo = signals.recv() => run.on_signal(signo),
-            _ = progress => {}
-            _ = sleep_until(deadline) => {}
-        }
-    }
+    run.supervise(&mut signals, &mut eof_rx, &mut ready_rx)
+        .await;
+    run.read_what_is_left(&mut signals, &mut eof_rx).await;
+    run.flush(&mut signals).await;
     (run.machine.exit_code(), run.gave_up)
+}
+
+/// The earliest of some deadlines.
+fn earliest(deadlines: &[Option<Instant>]) -> Option<Instant> {
+    deadlines.iter().flatten().min().copied()
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -330,6 +258,100 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 impl Runner {
+    /// The run: until every process has stopped and procrun has no child left.
+    async fn supervise(
+        &mut self,
+        signals: &mut Signals,
+        eof_rx: &mut mpsc::UnboundedReceiver<Eof>,
+        ready_rx: &mut mpsc::UnboundedReceiver<ReadyMsg>,
+    ) {
+        // A child may have exited before the loop started: reap once before waiting.
+        self.reap();
+        loop {
+            let now = Instant::now();
+            self.check_outputs(now);
+            self.feed(Event::Tick);
+            self.check_stall(now);
+            if self.machine.sweeping() {
+                // Reap whatever exited (a coalesced SIGCHLD may still be pending).
+                self.reap();
+                if self.no_children {
+                    return;
+                }
+            }
+            let deadline = earliest(&[
+                self.machine.next_deadline(),
+                self.output_deadline(now),
+                self.stall_deadline(now),
+            ]);
+            tokio::select! {
+                biased;
+                signo = signals.recv() => self.on_signal(signo),
+                Some(_) = eof_rx.recv() => {}
+                Some(msg) = ready_rx.recv() => self.on_ready(msg),
+                _ = sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    /// Every process is gone: reads what is left in the pipes, until each is at EOF or has
+    /// stayed empty for `FINAL_DRAIN` (only something outside procrun's tree can still hold
+    /// one open).
+    async fn read_what_is_left(
+        &mut self,
+        signals: &mut Signals,
+        eof_rx: &mut mpsc::UnboundedReceiver<Eof>,
+    ) {
+        let gone_at = Instant::now();
+        loop {
+            let now = Instant::now();
+            self.readers.retain(|r| !r.eof.get());
+            self.check_stall(now);
+            if self
+                .readers
+                .iter()
+                .all(|r| r.idle_for(FINAL_DRAIN, gone_at, now))
+            {
+                return;
+            }
+            let idle_at = self
+                .readers
+                .iter()
+                .map(|r| {
+                    r.idle_deadline(FINAL_DRAIN, gone_at)
+                        .unwrap_or(now + RECHECK)
+                })
+                .max();
+            tokio::select! {
+                biased;
+                signo = signals.recv() => self.on_signal(signo),
+                Some(_) = eof_rx.recv() => {}
+                _ = sleep_until(earliest(&[idle_at, self.stall_deadline(now)])) => {}
+            }
+        }
+    }
+
+    /// Waits until stdout has taken every byte (or is given up on).
+    async fn flush(&mut self, signals: &mut Signals) {
+        loop {
+            let printer = Rc::clone(&self.printer);
+            let progress = printer.progress();
+            tokio::pin!(progress);
+            progress.as_mut().enable();
+            let now = Instant::now();
+            self.check_stall(now);
+            if printer.flushed() || self.gave_up.is_some() {
+                return;
+            }
+            tokio::select! {
+                biased;
+                signo = signals.recv() => self.on_signal(signo),
+                _ = progress => {}
+                _ = sleep_until(self.stall_deadline(now)) => {}
+            }
+        }
+    }
+
     fn feed(&mut self, event: Event) {
         let actions = self.machine.handle(event, Instant::now());
         self.execute(actions);
