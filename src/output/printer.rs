@@ -398,8 +398,6 @@ impl Printer {
 
 /// How long the writer waits for a full pipe before it looks at its flags again.
 const WRITE_POLL: Duration = Duration::from_millis(100);
-/// Largest single write.
-const WRITE_CHUNK: usize = 64 * 1024;
 
 /// Where the writer writes: fd 1, or a private non-blocking description of the same pipe.
 struct Stdout {
@@ -438,9 +436,8 @@ impl Stdout {
             Some(fd) => fd.as_fd(),
             None => stdout.as_fd(),
         };
-        let chunk = &data[..data.len().min(WRITE_CHUNK)];
         loop {
-            match nix::unistd::write(fd, chunk) {
+            match nix::unistd::write(fd, data) {
                 Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
                 Ok(n) => return Ok(n),
                 Err(Errno::EINTR) => {}
