@@ -11,32 +11,34 @@ use crate::output::printer::{LogFormat, Style, TimestampFormat};
 use crate::supervise::board::Board;
 use crate::supervise::spawn::BaseEnv;
 use crate::supervise::{run, start};
-use clap::Parser;
 use nix::sys::signal::SigSet;
-use std::collections::HashSet;
 use std::rc::Rc;
-use std::time::Duration;
 
 /// Runs procrun with the process's arguments; `mask` is the signal mask procrun inherited.
 pub(crate) fn main(mask: SigSet) -> i32 {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    // procrun's environment is read once, here; it is never changed.
+    let os = OsEnv::inherit();
+    let cli = match cli::parse(std::env::args_os(), &|key| os.get_os(key)) {
+        Ok(cli::Parsed::Cli(cli)) => cli,
+        Ok(cli::Parsed::Version(line)) => {
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout(), "{line}");
+            return 0;
+        }
         Err(e) => {
             let code = e.exit_code();
             let _ = e.print();
             return code;
         }
     };
-    // procrun's environment is read once, here; it is never changed.
-    let os = OsEnv::inherit();
     let inputs = inputs(&cli.common);
     let result = match &cli.command {
-        Command::Start(args) => start(&cli.common, &inputs, args, &os, mask),
+        Command::Start(args) => start(&cli, &inputs, args, &os, mask),
         Command::Run(args) => run_command(&inputs, args, &os, mask),
-        Command::Check => check(&inputs, &os),
+        Command::Check(args) => check(&cli, &inputs, args, &os),
         Command::Probe(args) => probe_command(args),
         Command::Status(args) => status_command(args),
-        Command::Export(args) => crate::export::run(&export_options(inputs, args), &os),
+        Command::Export(args) => crate::export::run(&export_options(&cli, inputs, args), &os),
         Command::Version => {
             use std::io::Write;
             let _ = writeln!(std::io::stdout(), "procrun {}", env!("CARGO_PKG_VERSION"));
@@ -44,9 +46,19 @@ pub(crate) fn main(mask: SigSet) -> i32 {
         }
     };
     result.unwrap_or_else(|e| {
-        crate::warn(&format!("error: {e}"));
+        crate::warn(&format!("error: {}", message(&cli, &e)));
         e.exit_code()
     })
+}
+
+/// The message of `e`, naming the variable an option came from when it came from one.
+fn message(cli: &Cli, e: &Error) -> String {
+    match e {
+        Error::Usage { option, message } => {
+            format!("{}: {message}", cli.option_label(option))
+        }
+        _ => e.to_string(),
+    }
 }
 
 fn inputs(common: &cli::Common) -> Inputs {
@@ -57,17 +69,59 @@ fn inputs(common: &cli::Common) -> Inputs {
     }
 }
 
-fn expand(e: &cli::Expand) -> Expand {
+fn expand(cli: &Cli, e: &cli::Expand) -> Expand {
     Expand {
         port: e.port.clone(),
         concurrency: e.concurrency.clone(),
+        port_source: cli.option_label("port"),
     }
 }
 
-fn check(inputs: &Inputs, os: &OsEnv) -> Result<i32, Error> {
-    let (sources, pf) = config::load(inputs, os)?;
-    let names: Vec<&str> = pf.processes.iter().map(|p| p.name.as_str()).collect();
-    let mut msg = format!("Valid procfile detected ({})\n", names.join(", "));
+fn start_options(cli: &Cli, args: &cli::StartArgs) -> config::StartOptions {
+    config::StartOptions {
+        expand: expand(cli, &args.expand),
+        processes: args.processes.clone(),
+        quiet: args.quiet.clone(),
+        ready: args.ready.clone(),
+        roles: config::RoleOptions {
+            before: args.before.clone(),
+            can_die: args.can_die.clone(),
+            auto_restart: args.auto_restart.clone(),
+            restart_limit: args.restart_limit,
+            restart_delay: args.restart_delay,
+            after: args.after.clone(),
+            stop_signal: args.stop_signal.clone(),
+            drain: args.drain,
+        },
+    }
+}
+
+/// Everything `start` validates before it starts anything; `check` runs the same.
+fn prepare_start(
+    cli: &Cli,
+    inputs: &Inputs,
+    args: &cli::StartArgs,
+    os: &OsEnv,
+) -> Result<(config::StartConfig, Option<addr::HostPort>), Error> {
+    let config = config::start(
+        inputs,
+        &start_options(cli, args),
+        os,
+        &config::ExecLimits::current(),
+    )?;
+    let listen = match &args.status_addr {
+        Some(text) => Some(addr::parse_listen(text).map_err(|_| Error::InvalidAddress {
+            value: text.clone(),
+        })?),
+        None => None,
+    };
+    Ok((config, listen))
+}
+
+fn check(cli: &Cli, inputs: &Inputs, args: &cli::StartArgs, os: &OsEnv) -> Result<i32, Error> {
+    let (config, _) = prepare_start(cli, inputs, args, os)?;
+    let sources = &config.sources;
+    let mut msg = format!("Valid procfile detected ({})\n", config.types.join(", "));
     msg += &format!("procfile: {}\n", sources.procfile.display());
     for (path, found) in &sources.env_files {
         msg += &format!(
@@ -97,75 +151,32 @@ fn colour(common: &cli::Common, os: &OsEnv) -> bool {
     }
 }
 
-/// `--ready` items as (type, check), the last one of a type winning; every type must be started.
-fn ready_checks(
-    items: &[String],
-    instances: &[config::Instance],
-) -> Result<Vec<(String, config::Ready)>, Error> {
-    let mut checks: Vec<(String, config::Ready)> = Vec::new();
-    for item in items.iter().filter(|i| !i.trim().is_empty()) {
-        let invalid = || Error::InvalidReady {
-            value: item.clone(),
-        };
-        let (name, ready) = config::parse_ready(item).ok_or_else(invalid)?;
-        if !instances.iter().any(|i| i.type_name == name) {
-            crate::warn(&format!(
-                "--ready {item}: no process of type `{name}` is started"
-            ));
-            return Err(invalid());
-        }
-        checks.retain(|(n, _)| *n != name);
-        checks.push((name, ready));
-    }
-    Ok(checks)
-}
-
 fn start(
-    common: &cli::Common,
+    cli: &Cli,
     inputs: &Inputs,
     args: &cli::StartArgs,
     os: &OsEnv,
     mask: SigSet,
 ) -> Result<i32, Error> {
-    let (sources, pf) = config::load(inputs, os)?;
-    let instances = config::instances(
-        &pf,
-        &expand(&args.expand),
-        &args.processes,
-        &sources.env,
-        os,
-    )?;
-    let quiet: HashSet<String> = args
-        .quiet
-        .as_deref()
-        .map(|q| q.split(',').map(|s| s.trim().to_string()).collect())
-        .unwrap_or_default();
-    let checks = ready_checks(&args.ready, &instances)?;
-    let roles = config::Roles::default();
+    let (config, listen) = prepare_start(cli, inputs, args, os)?;
     let mut board = None;
     let mut services: Vec<start::Service> = Vec::new();
-    match &args.status_addr {
-        Some(text) => {
-            let listen = addr::parse_listen(text).map_err(|_| Error::InvalidAddress {
-                value: text.clone(),
-            })?;
+    match listen {
+        Some(listen) => {
             let listener = endpoint::bind(&listen)?;
-            let b = Rc::new(Board::new(&instances, &checks, &roles));
+            let b = Rc::new(Board::new(&config.instances, &config.ready, &config.roles));
             services.push(Box::pin(endpoint::serve(Rc::clone(&b), listener)));
             board = Some(b);
         }
-        None if !checks.is_empty() => {
+        None if !config.ready.is_empty() => {
             crate::warn("warning: --ready has no effect without --status-addr");
         }
         None => {}
     }
-    if instances.is_empty() {
+    if config.instances.is_empty() {
         return Ok(0);
     }
-    let overlays = instances
-        .iter()
-        .map(|i| config::child_env(os, &sources.env, i))
-        .collect();
+    let common = &cli.common;
     let style = Style {
         colour: colour(common, os),
         prefix: !common.no_prefix,
@@ -180,17 +191,16 @@ fn start(
         },
     };
     let plan = start::Plan {
-        instances,
-        overlays,
+        instances: config.instances,
+        overlays: config.overlays,
         base_env: BaseEnv::new(os),
-        quiet,
+        quiet: config.quiet,
         timeout: args.timeout,
         mask,
         board,
         services,
-        roles,
-        checks,
-        restart_backoff: Duration::from_millis(200),
+        roles: config.roles,
+        checks: config.ready,
     };
     Ok(start::run(plan, style))
 }
@@ -201,7 +211,7 @@ fn run_command(
     os: &OsEnv,
     mask: SigSet,
 ) -> Result<i32, Error> {
-    let sources = config::sources(inputs, os)?;
+    let sources = config::run(inputs, os, &args.argv, &config::ExecLimits::current())?;
     // The command finds its program in the PATH it will see: the env files', else procrun's.
     let path = sources
         .env
@@ -263,11 +273,11 @@ fn status_command(args: &cli::StatusArgs) -> Result<i32, Error> {
     }))
 }
 
-fn export_options(inputs: Inputs, args: &cli::ExportArgs) -> crate::export::Options {
+fn export_options(cli: &Cli, inputs: Inputs, args: &cli::ExportArgs) -> crate::export::Options {
     use crate::export::Format;
     crate::export::Options {
         inputs,
-        expand: expand(&args.expand),
+        expand: expand(cli, &args.expand),
         app: args.app.clone(),
         log: args.log.clone(),
         user: args.user.clone(),

@@ -244,13 +244,13 @@ fn bad_input_is_a_one_line_error_naming_file_and_line() {
             "web: a\n",
             "A=1\nMY-VAR=1\n",
             &["start"],
-            ".env:2: expected `=` after `MY`",
+            ".env:2:3: `-` is not allowed in a key",
         ),
         (
             "web: a\n",
             "X=\"open\n",
             &["check"],
-            ".env:1: unterminated double-quoted value",
+            ".env:1:3: unterminated double-quoted value of `X`",
         ),
         (
             "web: a\nworker: b\nweb: c\n",
@@ -274,7 +274,7 @@ fn bad_input_is_a_one_line_error_naming_file_and_line() {
             "web: a\n",
             "PORT=x\n",
             &["start", "-p", "6000"],
-            "invalid value for port: 'x' (from PORT in the env file)",
+            "invalid value for port: PORT in the env file is not 1-65535",
         ),
         (
             "web: a\n",
@@ -286,7 +286,7 @@ fn bad_input_is_a_one_line_error_naming_file_and_line() {
             "web: a\n",
             "",
             &["-f", "missing", "start"],
-            "Procfile does not exist or is not a file: missing",
+            "Procfile does not exist: missing",
         ),
     ];
     for (procfile, env, args, message) in cases {

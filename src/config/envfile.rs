@@ -1,5 +1,5 @@
-//! `.env` text → ordered variables. Pure: no I/O, no `$VAR` expansion, never touches the
-//! process environment.
+//! `.env` text → ordered entries. Pure: no I/O, no `$VAR` expansion, never touches the
+//! process environment. Linear in the size of the text.
 //!
 //! procrun's own parser rather than dotenvy: dotenvy 0.15 rejects lines honcho accepts
 //! (`A=hello world`, `G=O'Brien`) and expands `${VAR}`, which would corrupt passwords with `$`.
@@ -13,22 +13,80 @@
 //! - quoted and unquoted parts glued together form one value (`"a b"'c d'e` is `a bc de`);
 //! - `KEY=` with nothing (or only a comment) leaves KEY unset, as honcho does; `KEY=""` sets it
 //!   empty;
-//! - anything else is an error naming the line.
+//! - a bare `KEY` (no `=`; a comment may follow) takes KEY from procrun's environment, as
+//!   Compose does (the caller resolves it: `Entry::value` is `None`);
+//! - a NUL byte in a value is an error (no process could be given it);
+//! - anything else is an error naming the line and column, and the key once there is one.
+//!
+//! Errors never quote the text: a broken line is often a secret (a value that lost its quotes,
+//! a PEM key's body), and messages end up in container logs.
 
-/// An error at a given 1-based line.
+use std::fmt;
+
+/// One variable line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) key: String,
+    /// `None`: a bare `KEY` line, whose value comes from procrun's environment.
+    pub(crate) value: Option<String>,
+    /// 1-based line of the key.
+    pub(crate) line: usize,
+}
+
+/// Why a line was rejected. Carries no part of the text but a key or a punctuation character.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ErrorKind {
+    /// The line starts with `=`.
+    MissingKey,
+    /// A key starts with a digit.
+    DigitFirst,
+    /// A character that cannot be in a key, where the key is; the character is named when it is
+    /// ASCII punctuation (`-`, `.`), which says what is wrong without quoting the text.
+    KeyChar(Option<char>),
+    /// A key, blanks, then something other than `=`, a comment or the end of the line.
+    ExpectedEquals,
+    /// A `"` with no closing one.
+    Unterminated { key: String },
+    /// A NUL byte in a value.
+    Nul { key: String },
+}
+
+/// An error at a 1-based line and column (in characters).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct EnvError {
     pub(crate) line: usize,
-    pub(crate) message: String,
+    pub(crate) column: usize,
+    pub(crate) kind: ErrorKind,
 }
 
-/// Parses `.env` text into `(key, value)` pairs in file order (later ones win when merged).
-pub(crate) fn parse(text: &str) -> Result<Vec<(String, String)>, EnvError> {
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const KEYS: &str = "a key is letters, digits and `_`, not starting with a digit";
+        match self {
+            ErrorKind::MissingKey => write!(f, "expected a key before `=`"),
+            ErrorKind::DigitFirst => write!(f, "a key cannot start with a digit ({KEYS})"),
+            ErrorKind::KeyChar(Some(c)) => write!(f, "`{c}` is not allowed in a key ({KEYS})"),
+            ErrorKind::KeyChar(None) => write!(f, "invalid character in a key ({KEYS})"),
+            ErrorKind::ExpectedEquals => {
+                write!(f, "expected `=` after the key (KEY=VALUE, or a bare KEY)")
+            }
+            ErrorKind::Unterminated { key } => write!(
+                f,
+                "unterminated double-quoted value of `{key}` (no closing `\"`)"
+            ),
+            ErrorKind::Nul { key } => write!(f, "NUL byte in the value of `{key}`"),
+        }
+    }
+}
+
+/// Parses `.env` text into entries in file order (later ones win when merged).
+pub(crate) fn parse(text: &str) -> Result<Vec<Entry>, EnvError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut p = Parser {
         chars: text.chars().collect(),
         pos: 0,
         line: 1,
+        line_start: 0,
     };
     let mut out = Vec::new();
     loop {
@@ -44,36 +102,73 @@ pub(crate) fn parse(text: &str) -> Result<Vec<(String, String)>, EnvError> {
         let line = p.line;
         let mut key = p.word();
         if key == "export" && matches!(p.peek(), Some(' ' | '\t')) {
+            let save = p.pos;
             p.skip_blank();
-            key = p.word();
+            if p.peek()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                key = p.word();
+            } else {
+                p.pos = save;
+            }
         }
-        if key.is_empty() || key.starts_with(|c: char| c.is_ascii_digit()) {
-            let bad: String = p.rest_of_line();
-            return Err(p.err(
+        let key_column = p.column() - key.chars().count();
+        if key.is_empty() {
+            return Err(p.err(match p.peek() {
+                Some('=') => ErrorKind::MissingKey,
+                c => key_char(c),
+            }));
+        }
+        if key.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err(EnvError {
                 line,
-                format!(
-                    "invalid variable name: expected KEY=VALUE, found `{}`",
-                    key + &bad
-                ),
-            ));
+                column: key_column,
+                kind: ErrorKind::DigitFirst,
+            });
+        }
+        match p.peek() {
+            None | Some('\n' | '\r' | ' ' | '\t' | '=' | '#') => {}
+            c => return Err(p.err(key_char(c))),
         }
         p.skip_blank();
-        if p.peek() != Some('=') {
-            return Err(p.err(line, format!("expected `=` after `{key}`")));
+        match p.peek() {
+            Some('=') => {}
+            None | Some('\n' | '\r' | '#') => {
+                p.skip_to_eol();
+                p.eat_eol();
+                out.push(Entry {
+                    key,
+                    value: None,
+                    line,
+                });
+                continue;
+            }
+            Some(_) => return Err(p.err(ErrorKind::ExpectedEquals)),
         }
         p.pos += 1;
         p.skip_blank();
-        if let Some(value) = p.value(line)? {
-            out.push((key, value));
+        if let Some(value) = p.value(&key)? {
+            out.push(Entry {
+                key,
+                value: Some(value),
+                line,
+            });
         }
         p.eat_eol();
     }
+}
+
+/// The error for `c` where a key character was expected.
+fn key_char(c: Option<char>) -> ErrorKind {
+    ErrorKind::KeyChar(c.filter(|c| c.is_ascii_punctuation()))
 }
 
 struct Parser {
     chars: Vec<char>,
     pos: usize,
     line: usize,
+    /// Index of the first character of the current line.
+    line_start: usize,
 }
 
 impl Parser {
@@ -86,8 +181,16 @@ impl Parser {
     fn at_eol(&self) -> bool {
         matches!(self.peek(), None | Some('\n' | '\r'))
     }
-    fn err(&self, line: usize, message: String) -> EnvError {
-        EnvError { line, message }
+    /// The 1-based column of the current position.
+    fn column(&self) -> usize {
+        self.pos - self.line_start + 1
+    }
+    fn err(&self, kind: ErrorKind) -> EnvError {
+        EnvError {
+            line: self.line,
+            column: self.column(),
+            kind,
+        }
     }
     fn skip_blank(&mut self) {
         while matches!(self.peek(), Some(' ' | '\t')) {
@@ -99,10 +202,10 @@ impl Parser {
             self.pos += 1;
         }
     }
-    fn rest_of_line(&mut self) -> String {
-        let start = self.pos;
-        self.skip_to_eol();
-        self.chars[start..self.pos].iter().collect()
+    /// Counts a line break just consumed (the position is after it).
+    fn new_line(&mut self) {
+        self.line += 1;
+        self.line_start = self.pos;
     }
     /// Consumes one line break (`\n`, `\r\n` or `\r`) if present.
     fn eat_eol(&mut self) {
@@ -112,11 +215,11 @@ impl Parser {
                 if self.peek() == Some('\n') {
                     self.pos += 1;
                 }
-                self.line += 1;
+                self.new_line();
             }
             Some('\n') => {
                 self.pos += 1;
-                self.line += 1;
+                self.new_line();
             }
             _ => {}
         }
@@ -128,7 +231,8 @@ impl Parser {
         }
         self.chars[start..self.pos].iter().collect()
     }
-    /// Finds a closing `'` on the current line, returning its index.
+    /// Finds a closing `'` on the current line, returning its index. Linear overall: when there
+    /// is none, no later `'` on the line is looked for again (each one would have closed this).
     fn closing_single_quote(&self) -> Option<usize> {
         self.chars[self.pos + 1..]
             .iter()
@@ -137,29 +241,51 @@ impl Parser {
             .map(|i| self.pos + 1 + i)
     }
 
+    /// Pushes a value character, refusing NUL.
+    fn push(
+        &self,
+        value: &mut String,
+        c: char,
+        at: (usize, usize),
+        key: &str,
+    ) -> Result<(), EnvError> {
+        if c == '\0' {
+            return Err(EnvError {
+                line: at.0,
+                column: at.1,
+                kind: ErrorKind::Nul { key: key.into() },
+            });
+        }
+        value.push(c);
+        Ok(())
+    }
+
     /// Parses a value up to the end of its (last) line. `None`: nothing after `=`.
-    fn value(&mut self, start_line: usize) -> Result<Option<String>, EnvError> {
+    fn value(&mut self, key: &str) -> Result<Option<String>, EnvError> {
         let mut value = String::new();
-        let mut pending_ws = String::new();
+        let mut pending_ws = 0;
         let mut any = false;
         while !self.at_eol() {
             let c = self.peek().unwrap_or_default();
             match c {
                 ' ' | '\t' => {
-                    pending_ws.push(c);
+                    pending_ws += 1;
                     self.pos += 1;
                     continue;
                 }
                 '#' => break,
                 _ => {}
             }
-            value.push_str(&pending_ws);
-            pending_ws.clear();
+            value.extend(&self.chars[self.pos - pending_ws..self.pos]);
+            pending_ws = 0;
             any = true;
             match c {
                 '\'' => match self.closing_single_quote() {
                     Some(end) => {
-                        value.extend(&self.chars[self.pos + 1..end]);
+                        for i in self.pos + 1..end {
+                            let at = (self.line, i - self.line_start + 1);
+                            self.push(&mut value, self.chars[i], at, key)?;
+                        }
                         self.pos = end + 1;
                     }
                     None => {
@@ -167,19 +293,19 @@ impl Parser {
                         self.pos += 1;
                     }
                 },
-                '"' => self.double_quoted(start_line, &mut value)?,
+                '"' => self.double_quoted(key, &mut value)?,
                 '\\' => {
                     self.pos += 1;
                     match self.peek() {
                         Some(n) if !matches!(n, '\n' | '\r') => {
-                            value.push(n);
+                            self.push(&mut value, n, (self.line, self.column()), key)?;
                             self.pos += 1;
                         }
                         _ => value.push('\\'),
                     }
                 }
                 _ => {
-                    value.push(c);
+                    self.push(&mut value, c, (self.line, self.column()), key)?;
                     self.pos += 1;
                 }
             }
@@ -188,15 +314,14 @@ impl Parser {
         Ok(any.then_some(value))
     }
 
-    fn double_quoted(&mut self, start_line: usize, value: &mut String) -> Result<(), EnvError> {
+    fn double_quoted(&mut self, key: &str, value: &mut String) -> Result<(), EnvError> {
+        let open = self.err(ErrorKind::Unterminated { key: key.into() });
         self.pos += 1;
         loop {
             let Some(c) = self.peek() else {
-                return Err(self.err(
-                    start_line,
-                    "unterminated double-quoted value (no closing `\"`)".to_string(),
-                ));
+                return Err(open);
             };
+            let at = (self.line, self.column());
             self.pos += 1;
             match c {
                 '"' => return Ok(()),
@@ -221,14 +346,14 @@ impl Parser {
                     if self.peek() == Some('\n') {
                         self.pos += 1;
                     }
-                    self.line += 1;
+                    self.new_line();
                     value.push('\n');
                 }
                 '\n' => {
-                    self.line += 1;
+                    self.new_line();
                     value.push('\n');
                 }
-                _ => value.push(c),
+                _ => self.push(value, c, at, key)?,
             }
         }
     }
@@ -241,7 +366,7 @@ mod tests {
     fn one(line: &str) -> Option<String> {
         let vars = parse(line).unwrap_or_else(|e| panic!("{line:?}: {e:?}"));
         assert!(vars.len() <= 1, "{line:?} gave {vars:?}");
-        vars.into_iter().next().map(|(_, v)| v)
+        vars.into_iter().next().and_then(|e| e.value)
     }
 
     #[test]
@@ -311,44 +436,135 @@ mod tests {
 
     #[test]
     fn errors_table() {
-        // (text, line of the error, start of the message)
-        let cases: &[(&str, usize, &str)] = &[
-            ("A=1\nDASH-KEY=no\n", 2, "expected `=` after `DASH`"),
-            ("1DIGIT=no", 1, "invalid variable name"),
-            (
-                "# c\n\nNOT_AN_ASSIGNMENT\n",
-                3,
-                "expected `=` after `NOT_AN_ASSIGNMENT`",
-            ),
-            ("a.b=1", 1, "expected `=` after `a`"),
-            ("=1", 1, "invalid variable name"),
+        use ErrorKind::*;
+        // (text, line, column, error)
+        let cases: &[(&str, usize, usize, ErrorKind)] = &[
+            ("A=1\nMY-VAR=1\n", 2, 3, KeyChar(Some('-'))),
+            ("1DIGIT=no", 1, 1, DigitFirst),
+            ("  9=no", 1, 3, DigitFirst),
+            ("a.b=1", 1, 2, KeyChar(Some('.'))),
+            ("=1", 1, 1, MissingKey),
+            ("  = x", 1, 3, MissingKey),
+            ("-x=1", 1, 1, KeyChar(Some('-'))),
+            ("KEY VALUE", 1, 5, ExpectedEquals),
+            ("export A B=1", 1, 10, ExpectedEquals),
             (
                 "A=1\nCERT=\"-----BEGIN\nabc\n",
                 2,
-                "unterminated double-quoted",
+                6,
+                Unterminated { key: "CERT".into() },
             ),
-            ("\u{1e40}Y=1", 1, "invalid variable name"),
+            ("\u{1e40}Y=1", 1, 1, KeyChar(None)),
+            ("\u{e9}=1", 1, 1, KeyChar(None)),
+            ("A\u{e9}=1", 1, 2, KeyChar(None)),
+            ("A=x\0y", 1, 4, Nul { key: "A".into() }),
+            ("A='x\0'", 1, 5, Nul { key: "A".into() }),
+            ("A=\"\n\0\"", 2, 1, Nul { key: "A".into() }),
+            ("A=x\\\0", 1, 5, Nul { key: "A".into() }),
+            ("B\0=1", 1, 2, KeyChar(None)),
         ];
-        for (text, line, start) in cases {
+        for (text, line, column, kind) in cases {
             let err = parse(text).expect_err(text);
-            assert_eq!(err.line, *line, "{text:?}: {err:?}");
-            assert!(err.message.starts_with(start), "{text:?}: {err:?}");
+            assert_eq!(
+                (err.line, err.column, &err.kind),
+                (*line, *column, kind),
+                "{text:?}"
+            );
+        }
+        // A NUL in a comment harms nobody.
+        assert_eq!(parse("# \0\nA=1 # \0").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn bare_keys_are_entries_without_value() {
+        let cases: &[(&str, &str)] = &[
+            ("NOT_AN_ASSIGNMENT", "NOT_AN_ASSIGNMENT"),
+            ("  HOME  ", "HOME"),
+            ("HOME # from the environment", "HOME"),
+            ("HOME#x", "HOME"),
+            ("export HOME", "HOME"),
+            ("export", "export"),
+            ("HOME\r\n", "HOME"),
+        ];
+        for (text, key) in cases {
+            let got = parse(text).unwrap_or_else(|e| panic!("{text:?}: {e:?}"));
+            assert_eq!(
+                got,
+                vec![Entry {
+                    key: key.to_string(),
+                    value: None,
+                    line: 1
+                }],
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_never_quote_the_text() {
+        // Every error path, each line carrying a marker that must not come back.
+        let marker = "SECRETMARKER";
+        let texts = [
+            format!("1API_TOKEN={marker}"),
+            format!("={marker}"),
+            format!("A=\"{marker}"),
+            format!("KEY {marker}"),
+            format!("MY-VAR={marker}"),
+            format!("{marker}+abc/def=="),
+            format!("{marker} {marker}"),
+            format!("{marker}\u{e9}"),
+            format!("A={marker}\0"),
+            format!("-----BEGIN PRIVATE KEY-----\n{marker}"),
+            format!("K=-----BEGIN PRIVATE KEY-----\n{marker}+/x\n"),
+        ];
+        for text in &texts {
+            let err = parse(text).expect_err(text);
+            let shown = format!("{}:{}: {} {:?}", err.line, err.column, err.kind, err.kind);
+            assert!(!shown.contains("SECRET"), "{text:?} gave {shown}");
         }
     }
 
     #[test]
     fn order_duplicates_and_line_counting() {
         let vars = parse("\u{feff}A=1\r\nB=\"x\ny\"\nA=2\n\nC=3").unwrap();
+        let got: Vec<(&str, Option<&str>, usize)> = vars
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_deref(), e.line))
+            .collect();
         assert_eq!(
-            vars,
+            got,
             vec![
-                ("A".into(), "1".into()),
-                ("B".into(), "x\ny".into()),
-                ("A".into(), "2".into()),
-                ("C".into(), "3".into())
+                ("A", Some("1"), 1),
+                ("B", Some("x\ny"), 2),
+                ("A", Some("2"), 4),
+                ("C", Some("3"), 6)
             ]
         );
         let err = parse("A=\"x\ny\"\nB C\n").unwrap_err();
-        assert_eq!(err.line, 3);
+        assert_eq!((err.line, err.column), (3, 3));
+        let err = parse("A=\"x\r\ny\" \r\n\r\n  B-C\n").unwrap_err();
+        assert_eq!((err.line, err.column), (4, 4));
+    }
+
+    #[test]
+    fn linear_in_the_input() {
+        // 100,000 lines: quadratic work would take minutes; linear is milliseconds.
+        let mut text = String::new();
+        for i in 0..100_000 {
+            text.push_str(&format!("KEY_{i}='v{i}' # c\n"));
+        }
+        text.push_str(&"'".repeat(100_000));
+        text.push('\n');
+        let start = std::time::Instant::now();
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.line, 100_001);
+        let mut text = format!("A={}", "x'".repeat(100_000));
+        text.push_str(&format!("\nB=\"{}\"", " ".repeat(200_000)));
+        assert_eq!(parse(&text).unwrap().len(), 2);
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }

@@ -1,9 +1,13 @@
 //! The Procfile expanded into numbered instances with names and ports, and the variables each
-//! child gets on top of procrun's environment (honcho's rules).
+//! child gets on top of procrun's environment (honcho's rules). Linear in the number of
+//! variables per instance.
 
 use super::{Expand, OsEnv, procfile};
 use crate::error::Error;
 use std::collections::HashMap;
+
+/// Most instances of one process type (`-c`).
+pub(crate) const MAX_CONCURRENCY: u32 = 10_000;
 
 /// One process to run: an instance of a Procfile type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,33 +20,55 @@ pub(crate) struct Instance {
     pub(crate) port: u32,
 }
 
-/// Parses `-c name=N,...`. Negative counts mean 0.
+/// Parses `-c name=N,...`. Negative counts mean 0 (honcho); more than `MAX_CONCURRENCY` is
+/// refused.
 pub(crate) fn parse_concurrency(text: &str) -> Result<HashMap<String, u32>, Error> {
     let mut map = HashMap::new();
     for item in text.split(',') {
-        let bad = || Error::InvalidConcurrency {
+        let bad = |reason: Option<String>| Error::InvalidConcurrency {
             value: text.to_string(),
+            reason,
         };
-        let (name, n) = item.split_once('=').ok_or_else(bad)?;
-        let n: i64 = n.trim().parse().map_err(|_| bad())?;
-        map.insert(name.to_string(), n.clamp(0, 10_000) as u32);
+        let (name, n) = item.split_once('=').ok_or_else(|| bad(None))?;
+        let n: i64 = n.trim().parse().map_err(|_| bad(None))?;
+        if n > i64::from(MAX_CONCURRENCY) {
+            return Err(bad(Some(format!(
+                "at most {MAX_CONCURRENCY} instances per process type"
+            ))));
+        }
+        map.insert(name.to_string(), n.max(0) as u32);
     }
     Ok(map)
 }
 
-fn parse_port(value: &str, source: &'static str) -> Result<u32, Error> {
+/// Where the base port came from.
+enum PortSource<'a> {
+    /// An env file: its value is not shown in messages.
+    EnvFile,
+    /// `-p` (or its variable), or `PORT` in procrun's environment: named by this label.
+    Named(&'a str),
+}
+
+fn parse_port(value: &str, source: &PortSource) -> Result<u32, Error> {
     value
         .trim()
         .parse::<u32>()
         .ok()
-        .filter(|p| *p <= 65535)
-        .ok_or_else(|| Error::InvalidPort {
-            value: value.to_string(),
-            source,
+        .filter(|p| (1..=65535).contains(p))
+        .ok_or_else(|| match source {
+            PortSource::EnvFile => Error::InvalidPort {
+                value: None,
+                source: "PORT in the env file".into(),
+            },
+            PortSource::Named(label) => Error::InvalidPort {
+                value: Some(value.to_string()),
+                source: label.to_string(),
+            },
         })
 }
 
-/// Expands the Procfile into instances with names and ports, as honcho does.
+/// Expands the Procfile into instances with names and ports, as honcho does; a port above
+/// 65535 is refused.
 ///
 /// `names` are the types to run, in that order (empty: all, in Procfile order).
 pub(crate) fn instances(
@@ -52,14 +78,21 @@ pub(crate) fn instances(
     env: &[(String, String)],
     os: &OsEnv,
 ) -> Result<Vec<Instance>, Error> {
-    let base = if let Some((_, v)) = env.iter().rev().find(|(k, _)| k == "PORT") {
-        parse_port(v, "PORT in the env file")?
-    } else if let Some(p) = &args.port {
-        parse_port(p, "--port")?
-    } else if let Some(p) = os.get("PORT") {
-        parse_port(&p, "PORT in the environment")?
+    let port_label = if args.port_source.is_empty() {
+        "--port"
     } else {
-        5000
+        args.port_source.as_str()
+    };
+    let (base, source) = if let Some((_, v)) = env.iter().rev().find(|(k, _)| k == "PORT") {
+        (parse_port(v, &PortSource::EnvFile)?, PortSource::EnvFile)
+    } else if let Some(p) = &args.port {
+        let source = PortSource::Named(port_label);
+        (parse_port(p, &source)?, source)
+    } else if let Some(p) = os.get("PORT") {
+        let source = PortSource::Named("PORT in the environment");
+        (parse_port(&p, &source)?, source)
+    } else {
+        (5000, PortSource::Named("the default"))
     };
     let concurrency = match &args.concurrency {
         Some(c) => parse_concurrency(c)?,
@@ -84,11 +117,27 @@ pub(crate) fn instances(
     for (k, spec) in selected.iter().enumerate() {
         let count = concurrency.get(&spec.name).copied().unwrap_or(1);
         for i in 1..=count {
+            let name = format!("{}.{}", spec.name, i);
+            let port = u64::from(base) + 100 * k as u64 + u64::from(i - 1);
+            if port > 65535 {
+                return Err(Error::PortOutOfRange {
+                    instance: name,
+                    port,
+                    base: match source {
+                        PortSource::EnvFile => None,
+                        PortSource::Named(_) => Some(base),
+                    },
+                    source: match source {
+                        PortSource::EnvFile => "PORT in the env file".into(),
+                        PortSource::Named(label) => label.to_string(),
+                    },
+                });
+            }
             out.push(Instance {
-                name: format!("{}.{}", spec.name, i),
+                name,
                 type_name: spec.name.clone(),
                 command: spec.command.clone(),
-                port: base + 100 * k as u32 + (i - 1),
+                port: port as u32,
             });
         }
     }
@@ -97,23 +146,26 @@ pub(crate) fn instances(
 
 /// The variables honcho gives an instance on top of the OS environment, in order of
 /// precedence: `HONCHO_PROCESS_NAME`, then the env files, then `PORT` (also what `export`
-/// writes).
+/// writes). An env-file `HONCHO_PROCESS_NAME` or `PORT` keeps its place. `env` has unique
+/// keys (as `Sources::env`), so this is one pass without lookups.
 pub(crate) fn honcho_env(env: &[(String, String)], inst: &Instance) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::with_capacity(env.len() + 3);
-    set_var(&mut out, "HONCHO_PROCESS_NAME", &inst.name);
+    out.push(("HONCHO_PROCESS_NAME".into(), inst.name.clone()));
+    let mut port = false;
     for (k, v) in env {
-        set_var(&mut out, k, v);
+        match k.as_str() {
+            "HONCHO_PROCESS_NAME" => out[0].1 = v.clone(),
+            "PORT" => {
+                out.push((k.clone(), inst.port.to_string()));
+                port = true;
+            }
+            _ => out.push((k.clone(), v.clone())),
+        }
     }
-    set_var(&mut out, "PORT", &inst.port.to_string());
+    if !port {
+        out.push(("PORT".into(), inst.port.to_string()));
+    }
     out
-}
-
-/// Sets `key` in an ordered variable list: a key already present keeps its place.
-fn set_var(vars: &mut Vec<(String, String)>, key: &str, value: &str) {
-    match vars.iter_mut().find(|(k, _)| k == key) {
-        Some(slot) => slot.1 = value.to_string(),
-        None => vars.push((key.to_string(), value.to_string())),
-    }
 }
 
 /// What a child's environment adds to the inherited OS environment: `honcho_env`, plus
@@ -125,7 +177,7 @@ pub(crate) fn child_env(
 ) -> Vec<(String, String)> {
     let mut out = honcho_env(env, inst);
     if os.get("PYTHONUNBUFFERED").is_none() && !env.iter().any(|(k, _)| k == "PYTHONUNBUFFERED") {
-        set_var(&mut out, "PYTHONUNBUFFERED", "1");
+        out.push(("PYTHONUNBUFFERED".into(), "1".into()));
     }
     out
 }
@@ -142,6 +194,7 @@ mod tests {
         Expand {
             port: port.map(str::to_string),
             concurrency: concurrency.map(str::to_string),
+            port_source: String::new(),
         }
     }
 
@@ -206,6 +259,11 @@ mod tests {
             assert!(parse_concurrency(c).is_err(), "{c}");
         }
         assert_eq!(parse_concurrency("web=-1").unwrap()["web"], 0);
+        assert_eq!(parse_concurrency("web=10000").unwrap()["web"], 10_000);
+        assert_eq!(
+            parse_concurrency("web=99999").unwrap_err().to_string(),
+            "invalid value for concurrency: 'web=99999' (at most 10000 instances per process type)"
+        );
         assert_eq!(parse_concurrency(" worker=3").unwrap()[" worker"], 3);
         let e = instances(
             &pf("web: a\n"),
@@ -215,7 +273,10 @@ mod tests {
             &none(),
         )
         .unwrap_err();
-        assert_eq!(e.to_string(), "invalid value for port: 'abc' (from --port)");
+        assert_eq!(
+            e.to_string(),
+            "invalid value for port: 'abc' (from --port; a port is 1-65535)"
+        );
         let e = instances(
             &pf("web: a\n"),
             &Expand::default(),
@@ -228,6 +289,112 @@ mod tests {
             e.to_string(),
             "Process type 'nope' does not exist in Procfile"
         );
+    }
+
+    #[test]
+    fn ports_must_be_1_to_65535() {
+        let two = pf("a: x\nb: y\n");
+        // (-p, PORT in the env file, PORT in the environment, -c, error)
+        type Case<'a> = (
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+        );
+        let cases: &[Case] = &[
+            (Some("65435"), None, None, None, None),
+            (
+                Some("65436"),
+                None,
+                None,
+                None,
+                Some(
+                    "port 65536 of b.1 is above 65535 (base port 65436 from --port, +100 per process type, +1 per instance)",
+                ),
+            ),
+            (Some("65500"), None, None, None, Some("port 65600 of b.1")),
+            (
+                Some("65435"),
+                None,
+                None,
+                Some("b=2"),
+                Some("port 65536 of b.2"),
+            ),
+            (
+                None,
+                Some("65500"),
+                None,
+                None,
+                Some("port 65600 of b.1 is above 65535 (base port from PORT in the env file, "),
+            ),
+            (
+                None,
+                None,
+                Some("65500"),
+                None,
+                Some("(base port 65500 from PORT in the environment, "),
+            ),
+            (
+                Some("-5"),
+                None,
+                None,
+                None,
+                Some("invalid value for port: '-5' (from --port; a port is 1-65535)"),
+            ),
+            (
+                Some("0"),
+                None,
+                None,
+                None,
+                Some("invalid value for port: '0'"),
+            ),
+            (
+                Some("65536"),
+                None,
+                None,
+                None,
+                Some("invalid value for port: '65536'"),
+            ),
+            (
+                None,
+                Some("SECRET"),
+                None,
+                None,
+                Some("invalid value for port: PORT in the env file is not 1-65535"),
+            ),
+            (
+                None,
+                None,
+                Some("x"),
+                None,
+                Some("invalid value for port: 'x' (from PORT in the environment; "),
+            ),
+        ];
+        for (p, file, os, c, want) in cases {
+            let env: Vec<(String, String)> = file
+                .iter()
+                .map(|v| ("PORT".to_string(), v.to_string()))
+                .collect();
+            let os = OsEnv::from_pairs(&os.map(|v| vec![("PORT", v)]).unwrap_or_default());
+            let got = instances(&two, &expand(*p, *c), &[], &env, &os);
+            match (got, want) {
+                (Ok(_), None) => {}
+                (Err(e), Some(w)) => {
+                    let e = e.to_string();
+                    assert!(e.contains(w), "{p:?} {file:?}: {e}");
+                    assert!(!e.contains("SECRET"), "{e}");
+                }
+                (got, want) => panic!("{p:?} {file:?} {c:?}: {got:?}, want {want:?}"),
+            }
+        }
+        // The label of -p says where it came from.
+        let mut args = expand(Some("x"), None);
+        args.port_source = "PROCRUN_PORT (--port)".into();
+        let e = instances(&two, &args, &[], &[], &none())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("(from PROCRUN_PORT (--port);"), "{e}");
     }
 
     #[test]

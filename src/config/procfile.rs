@@ -8,7 +8,8 @@
 //! - a line `^([A-Za-z0-9_-]+):\s*(.+)$` defines a process; whitespace after the colon is skipped,
 //!   and a command made only of blanks is the last blank (honcho's regex backtracks that way);
 //! - blank lines and `#` comments are ignored; any other line is ignored with a warning;
-//! - a name defined twice is an error naming both lines.
+//! - a name defined twice is an error naming both lines;
+//! - a NUL byte in a command is an error naming the line (no process could be given it).
 
 /// One `name: command` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,8 @@ pub(crate) enum ProcfileError {
         first: usize,
         second: usize,
     },
+    /// A NUL byte in the command of `name`, defined on `line`.
+    Nul { name: String, line: usize },
 }
 
 /// Splits text into `(line_number, line)` at `\n`, `\r\n` and lone `\r`.
@@ -123,6 +126,12 @@ pub(crate) fn parse(text: &str) -> Result<Procfile, ProcfileError> {
 
 fn classify(result: &mut Procfile, number: usize, line: &str) -> Result<(), ProcfileError> {
     if let Some((name, command)) = parse_entry(line) {
+        if command.contains('\0') {
+            return Err(ProcfileError::Nul {
+                name: name.to_string(),
+                line: number,
+            });
+        }
         if let Some(first) = result.processes.iter().find(|p| p.name == name) {
             return Err(ProcfileError::Duplicate {
                 name: name.to_string(),
@@ -233,6 +242,17 @@ mod tests {
                 name: "web".into(),
                 first: 1,
                 second: 3
+            })
+        );
+    }
+
+    #[test]
+    fn nul_in_a_command_is_an_error_naming_the_line() {
+        assert_eq!(
+            parse("web: a\n# \0 in a comment\nworker: b\0c\n"),
+            Err(ProcfileError::Nul {
+                name: "worker".into(),
+                line: 3
             })
         );
     }

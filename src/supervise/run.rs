@@ -33,7 +33,9 @@ fn command(argv: &[String], path: &str) -> (String, Vec<String>) {
             vec![spawn::SHELL.into(), "-c".into(), one.clone()],
         ),
         _ => {
-            let program = spawn::find_program(&argv[0], path).unwrap_or_else(|| argv[0].clone());
+            // The command line requires a command; an empty one still fails cleanly (ENOENT).
+            let name = argv.first().map(String::as_str).unwrap_or("");
+            let program = spawn::find_program(name, path).unwrap_or_else(|| name.to_string());
             (program, argv.to_vec())
         }
     }
@@ -48,9 +50,6 @@ pub(crate) fn run(
     mask: &SigSet,
     timeout: Duration,
 ) -> i32 {
-    if argv.is_empty() {
-        return crate::error::EXIT_USAGE;
-    }
     crate::runtime::block_on_local(
         run_async(argv, base, overlay, path, mask, timeout),
         crate::error::EXIT_BAD_INPUT,

@@ -78,8 +78,6 @@ pub(crate) struct Plan {
     pub(crate) roles: Roles,
     /// Readiness checks by process type.
     pub(crate) checks: Vec<(String, Ready)>,
-    /// Wait before the first restart of an `--auto-restart` process (doubled for each next).
-    pub(crate) restart_backoff: Duration,
 }
 
 /// The machine's view of the plan's instances.
@@ -213,7 +211,7 @@ async fn run_async(
         timeout: plan.timeout,
         drain: plan.roles.drain,
         restart_limit: plan.roles.restart_limit,
-        backoff: plan.restart_backoff,
+        backoff: plan.roles.restart_delay,
     };
     for inst in &plan.instances {
         let quiet = plan.quiet.contains(&inst.type_name);
