@@ -27,6 +27,8 @@ SHELL_SCRIPTS = [
     ".platform/hooks/postdeploy/01_prune_images.sh",
     "docker/nginx/15-healthd-logdir.sh",
     ".platform/scripts/migrate.sh",
+    "tests/container/run",
+    "tests/container/images/debian",
 ]
 
 
