@@ -25,6 +25,10 @@ image=$(awk '
     in_services && service == "django" && /^    image:/ { sub(/^    image:[ \t]*/, ""); print; exit }
 ' "$compose")
 [[ -n "$image" ]] || { say "no image for the django service in $compose"; exit 1; }
+if [[ "$image" == *\$\{* ]]; then
+    say "$compose names $image: deploy the bundle bin/deploy makes (it pins the image), not the template"
+    exit 1
+fi
 [[ "$image" == *@sha256:* ]] ||
     say "warning: $image is not pinned by digest (deploy with bin/deploy deploy, which pins it)"
 

@@ -425,3 +425,9 @@ def test_eb_migration_refuses_multiline_properties(tmp_path, deployed_compose):
     result, calls = run_migrate(tmp_path, compose, STUB_PULLED="1", STUB_DB="line1\nline2")
     assert result.returncode != 0 and "DATABASE_URL contains a line break" in result.stderr
     assert not any(c[:2] == ["docker", "run"] for c in calls)
+
+
+def test_eb_migration_refuses_the_unpinned_template(tmp_path):
+    result, calls = run_migrate(tmp_path, (ROOT / "docker-compose.yml").read_text(), STUB_PULLED="1")
+    assert result.returncode == 1 and "deploy the bundle bin/deploy makes" in result.stderr
+    assert calls == []
