@@ -1,7 +1,5 @@
 //! What procrun reads from `/proc`: a process's state, parent and group (`/proc/PID/stat`).
 
-use nix::unistd::Pid;
-
 /// The fields of `/proc/PID/stat` procrun uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stat {
@@ -43,11 +41,6 @@ pub(crate) fn all() -> Vec<(i32, Stat)> {
         .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
         .filter_map(|pid| Some((pid, stat(pid)?)))
         .collect()
-}
-
-/// True when the process is stopped (state `T`, e.g. by SIGSTOP or Ctrl-Z).
-pub(crate) fn is_stopped(pid: Pid) -> bool {
-    stat(pid.as_raw()).is_some_and(|s| s.state == 'T')
 }
 
 #[cfg(test)]

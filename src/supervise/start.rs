@@ -438,9 +438,10 @@ impl Runner {
         ));
         reaper::signal_group(pid, sig);
         self.signalled_groups.insert(pid.as_raw());
-        // A stopped process cannot act on its stop signal until it is continued (systemd
-        // does the same); running ones are not sent an extra signal.
-        if sig != Signal::SIGKILL && super::procfs::is_stopped(pid) {
+        // A stopped process cannot act on its stop signal until it is continued: SIGCONT
+        // follows, as systemd sends it. (Checking the leader's state is not enough: a group
+        // stopped while its shell waits in vfork shows the shell in D, the child in T.)
+        if sig != Signal::SIGKILL {
             reaper::signal_group(pid, Signal::SIGCONT);
         }
     }

@@ -3,8 +3,7 @@
 //! (exactly N failures, recovery, prompt exit on SIGTERM). Every run has a hard timeout and
 //! everything started is killed on drop.
 
-mod support;
-
+use crate::harness::*;
 use nix::sys::signal::Signal;
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -12,7 +11,6 @@ use std::os::unix::net::UnixListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use support::*;
 
 /// How a test server answers the n-th request (0-based).
 #[derive(Clone, Copy)]
@@ -106,7 +104,7 @@ fn closed_port() -> u16 {
 fn probe(args: &[&str]) -> Running {
     let mut all = vec!["probe"];
     all.extend_from_slice(args);
-    spawn(procrun(&std::env::temp_dir(), &all))
+    procrun(&std::env::temp_dir(), &all).spawn()
 }
 
 /// Runs a one-shot probe to completion (hard timeout 20 s): code and stderr.
@@ -114,18 +112,6 @@ fn probe_once(args: &[&str]) -> (i32, String) {
     let (code, out, err) = probe(args).finish(Duration::from_secs(20));
     assert_eq!(out, "", "probe writes nothing to stdout");
     (code, err)
-}
-
-fn wait_stderr(r: &Running, needle: &str, timeout: Duration) {
-    let end = Instant::now() + timeout;
-    while !r.stderr().contains(needle) {
-        assert!(
-            Instant::now() < end,
-            "timed out waiting for {needle:?} on stderr:\n{}",
-            r.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]
@@ -215,7 +201,7 @@ fn tcp_targets() {
 
 #[test]
 fn unix_socket_targets() {
-    let dir = TempDir::new("probe-unix");
+    let dir = Dir::new("probe-unix");
     let path = dir.path().join("app.sock");
     let listener = UnixListener::bind(&path).unwrap();
     std::thread::spawn(move || {
@@ -336,7 +322,7 @@ fn watch_logs_recovery_and_resets_the_count() {
         "3",
         &s.url("/"),
     ]);
-    wait_stderr(&r, "healthy again", Duration::from_secs(20));
+    r.wait_for_err("healthy again", Duration::from_secs(20));
     // Keep watching for a few more healthy rounds, then stop it.
     let end = Instant::now() + Duration::from_secs(20);
     while s.hits.load(Ordering::SeqCst) < 6 {
@@ -355,7 +341,7 @@ fn watch_stops_promptly_on_sigterm_and_sigint() {
     for sig in [Signal::SIGTERM, Signal::SIGINT] {
         let refused = format!("tcp://127.0.0.1:{}", closed_port());
         let r = probe(&["--watch", "--interval", "60s", &refused]);
-        wait_stderr(&r, "(failure 1 of 3)", Duration::from_secs(20));
+        r.wait_for_err("(failure 1 of 3)", Duration::from_secs(20));
         let sent = Instant::now();
         r.signal(sig);
         let (code, _, err) = r.finish(Duration::from_secs(10));
@@ -393,9 +379,7 @@ const SILENT: &str = "never-answered.procrun.test";
 fn probe_with(dns: &SilentDns, args: &[&str]) -> Running {
     let mut all = vec!["probe"];
     all.extend_from_slice(args);
-    let mut cmd = procrun(&std::env::temp_dir(), &all);
-    dns.apply(&mut cmd);
-    spawn(cmd)
+    dns.apply(procrun(&std::env::temp_dir(), &all)).spawn()
 }
 
 /// Waits until the silent resolver has been asked (the lookup is under way and hangs).
@@ -485,7 +469,7 @@ fn watch_stops_promptly_on_sigterm_while_a_lookup_hangs() {
     // Two rounds have failed on the lookup, and the healthy target was probed in both. Rounds
     // follow each other back to back (each takes the 1 s timeout, more than the interval), and
     // the resolver holds every lookup for 30 s: one hangs whenever the signal comes.
-    wait_stderr(&r, "(failure 2 of 1000)", Duration::from_secs(20));
+    r.wait_for_err("(failure 2 of 1000)", Duration::from_secs(20));
     assert!(healthy.hits.load(Ordering::SeqCst) >= 2);
     let sent = Instant::now();
     r.signal(Signal::SIGTERM);
@@ -533,9 +517,9 @@ fn a_silent_resolver_costs_one_thread_per_name_not_one_per_round() {
             &format!("tcp://{SILENT}:5432"),
         ],
     );
-    wait_stderr(&r, "(failure 10 of 1000)", Duration::from_secs(30));
+    r.wait_for_err("(failure 10 of 1000)", Duration::from_secs(30));
     // The event loop's thread and the one lookup still running (20 without sharing it).
-    let n = threads(r.pid());
+    let n = threads(r.pid);
     assert!(n <= 2, "{n} threads after 10 rounds");
     r.signal(Signal::SIGTERM);
     let (code, _, err) = r.finish(Duration::from_secs(20));

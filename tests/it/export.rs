@@ -1,14 +1,9 @@
 //! `procrun export` against the real binary: the observed honcho case 40 byte for byte, and the
 //! file sets, contents and modes of the other formats.
 
-mod support;
-
+use crate::harness::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-use support::*;
-
-const T: Duration = Duration::from_secs(20);
 
 fn case_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -36,12 +31,12 @@ fn files(root: &Path) -> Vec<PathBuf> {
 
 /// Runs `procrun ARGS` in `dir`; returns (exit code, stdout, stderr).
 fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    spawn(procrun(dir, args)).finish(T)
+    procrun(dir, args).spawn().finish(T)
 }
 
 /// A temp dir with a Procfile and .env; its canonical path (what getcwd reports).
-fn project(procfile: &str, env: &str) -> (TempDir, PathBuf) {
-    let d = TempDir::new("export");
+fn project(procfile: &str, env: &str) -> (Dir, PathBuf) {
+    let d = Dir::new("export");
     d.write("Procfile", procfile).write(".env", env);
     let real = d.path().canonicalize().unwrap();
     (d, real)
@@ -50,7 +45,7 @@ fn project(procfile: &str, env: &str) -> (TempDir, PathBuf) {
 #[test]
 fn case_40_supervisord_byte_for_byte() {
     let case = case_dir("40-export-supervisord");
-    let d = TempDir::new("case40");
+    let d = Dir::new("case40");
     for name in ["Procfile", ".env"] {
         std::fs::copy(case.join(name), d.path().join(name)).unwrap();
     }

@@ -1,42 +1,36 @@
-//! Configuration and CLI against the real binary: inputs fail closed and are validated before
-//! anything starts (`check` runs the same validation), env-file values never show in messages,
-//! reading the inputs stays interruptible, `PROCRUN_*` variables, honcho's CLI habits, and the
-//! process-role options.
+//! Inputs fail closed and are validated before anything starts (`check` runs the same
+//! validation), env-file values never show in messages, reading the inputs stays interruptible,
+//! `PROCRUN_*` variables, honcho's CLI habits, and the process-role options.
 
-mod support;
-
+use crate::harness::*;
 use nix::sys::signal::Signal;
-use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
-use support::*;
-
-const T: Duration = Duration::from_secs(20);
 
 /// A directory with a Procfile whose processes leave `started` behind if they ever run.
-fn dir(procfile: &str) -> TempDir {
-    let d = TempDir::new("inputs");
+fn dir(procfile: &str) -> Dir {
+    let d = Dir::new("inputs");
     d.write("Procfile", procfile);
     d
 }
 
-fn run(d: &TempDir, args: &[&str]) -> (i32, String, String) {
-    spawn(procrun(d.path(), args)).finish(T)
+fn run(d: &Dir, args: &[&str]) -> (i32, String, String) {
+    procrun(d.path(), args).run()
 }
 
-fn run_env(d: &TempDir, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut c = procrun(d.path(), args);
-    c.envs(env.iter().copied());
-    spawn(c).finish(T)
+fn run_env(d: &Dir, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    procrun(d.path(), args)
+        .envs(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .run()
 }
 
 /// Makes `path` a file procrun cannot read: mode 000, and when the tests run as root (who reads
 /// anything) procrun runs as `nobody`, from a copy of the binary in `bin` (the build directory
 /// may not be open to others).
-fn unreadable(cmd: &mut std::process::Command, path: &std::path::Path, bin: &TempDir) {
+fn unreadable(l: Launch, path: &std::path::Path, bin: &Dir) -> Launch {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o000)).unwrap();
     if !nix::unistd::geteuid().is_root() {
-        return;
+        return l;
     }
     let copy = bin.path().join("procrun");
     if !copy.exists() {
@@ -44,19 +38,12 @@ fn unreadable(cmd: &mut std::process::Command, path: &std::path::Path, bin: &Tem
         std::fs::copy(BIN, &copy).unwrap();
         std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let mut c = std::process::Command::new(copy);
-    c.args(cmd.get_args())
-        .current_dir(cmd.get_current_dir().unwrap())
-        .env_clear()
-        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .uid(65534)
-        .gid(65534);
-    *cmd = c;
+    l.program(copy).user(65534, 65534)
 }
 
 #[test]
 fn existing_but_unreadable_inputs_are_errors_missing_env_files_are_skipped() {
-    let bin = TempDir::new("bin");
+    let bin = Dir::new("bin");
     // (what is broken, the message)
     let cases: &[(&str, &str)] = &[
         (
@@ -82,7 +69,7 @@ fn existing_but_unreadable_inputs_are_errors_missing_env_files_are_skipped() {
     ];
     for (case, want) in cases {
         for command in ["check", "start"] {
-            let d = TempDir::new("unreadable");
+            let d = Dir::new("unreadable");
             // World-writable so that `nobody` may create `started`.
             std::fs::set_permissions(
                 d.path(),
@@ -110,14 +97,14 @@ fn existing_but_unreadable_inputs_are_errors_missing_env_files_are_skipped() {
             }
             let mut c = procrun(d.path(), &args);
             match *case {
-                ".env is unreadable" => unreadable(&mut c, &d.path().join(".env"), &bin),
+                ".env is unreadable" => c = unreadable(c, &d.path().join(".env"), &bin),
                 "Procfile is unreadable" => {
                     d.write("Procfile", "web: touch started; exec sleep 30\n");
-                    unreadable(&mut c, &d.path().join("Procfile"), &bin)
+                    c = unreadable(c, &d.path().join("Procfile"), &bin)
                 }
                 _ => {}
             }
-            let (code, out, err) = spawn(c).finish(T);
+            let (code, out, err) = c.spawn().finish(T);
             assert_eq!(code, 1, "{case} {command}: {err}");
             assert_eq!(out, "", "{case} {command}");
             assert_eq!(err, format!("procrun: error: {want}\n"), "{case} {command}");
@@ -327,15 +314,9 @@ fn env_file_parsing_is_linear() {
         text.push_str(&format!("K{i}=1\n"));
     }
     d.write(".env", &text);
-    let mut c = std::process::Command::new("/bin/sh");
-    c.arg("-c")
-        .arg("ulimit -s 8192; exec \"$0\" check")
-        .arg(BIN)
-        .current_dir(d.path())
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin");
+    let c = Launch::shell(d.path(), &format!("ulimit -s 8192; exec {BIN} check"));
     let start = Instant::now();
-    let (code, _, err) = spawn(c).finish(Duration::from_secs(60));
+    let (code, _, err) = c.spawn().finish(Duration::from_secs(60));
     let took = start.elapsed();
     assert_eq!(code, 0, "{err}");
     assert!(took < Duration::from_secs(10), "check took {took:?}");
@@ -358,11 +339,11 @@ fn threads(pid: i32) -> Vec<String> {
 /// Waits until procrun is blocked reading a FIFO: its reading thread exists.
 fn wait_for_reader(r: &Running) {
     let end = Instant::now() + T;
-    while !threads(r.pid()).iter().any(|t| t == "read-input") {
+    while !threads(r.pid).iter().any(|t| t == "read-input") {
         assert!(
             Instant::now() < end,
             "no reading thread: {:?}",
-            threads(r.pid())
+            threads(r.pid)
         );
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -382,7 +363,7 @@ fn a_blocked_read_of_the_inputs_stays_interruptible() {
             nix::sys::stat::Mode::from_bits_truncate(0o600),
         )
         .unwrap();
-        let r = spawn(procrun(d.path(), args));
+        let r = procrun(d.path(), args).spawn();
         wait_for_reader(&r);
         // Other signals wait for later; they do not end the read.
         r.signal(Signal::SIGUSR1);
@@ -409,7 +390,7 @@ fn a_blocked_read_of_the_inputs_stays_interruptible() {
     let d = dir("web: echo \"A=$A\"\n");
     let fifo = d.path().join("f");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    let r = spawn(procrun(d.path(), &["-e", "f", "start", "--no-prefix"]));
+    let r = procrun(d.path(), &["-e", "f", "start", "--no-prefix"]).spawn();
     wait_for_reader(&r);
     // Opened without blocking (ENXIO until procrun's reader has it open), so that a procrun
     // that never reads cannot hang the test.
@@ -484,10 +465,7 @@ fn honcho_habits() {
     let d = dir("web: echo \"web $PORT\"; exec sleep 30\nworker: echo done\n");
     // --c and --co are honcho's --concurrency, not --colour.
     for c in ["--c", "--co"] {
-        let r = spawn(procrun(
-            d.path(),
-            &["start", c, "web=2,worker=0", "--no-prefix"],
-        ));
+        let r = procrun(d.path(), &["start", c, "web=2,worker=0", "--no-prefix"]).spawn();
         r.wait_for("web 5000", T);
         r.wait_for("web 5001", T);
         r.signal(Signal::SIGTERM);

@@ -3,13 +3,11 @@
 //! starts; and abuse (idle connections beyond the limit, oversized requests) that must not
 //! disturb output or shutdown. Hard timeouts everywhere; everything started is killed on drop.
 
-mod support;
-
+use crate::harness::*;
 use nix::sys::signal::Signal;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
-use support::*;
 
 const WEB: &str = r#"
 import http.server, os, signal, sys, time
@@ -85,7 +83,7 @@ fn wait_get(
 fn endpoint(r: &Running) -> SocketAddr {
     let end = Instant::now() + Duration::from_secs(20);
     loop {
-        let err = r.stderr();
+        let err = r.err();
         if let Some(rest) = err.split("status endpoint on http://").nth(1) {
             let addr = rest.split_whitespace().next().unwrap();
             return addr.parse().unwrap();
@@ -95,14 +93,14 @@ fn endpoint(r: &Running) -> SocketAddr {
     }
 }
 
-fn status_cmd(dir: &TempDir, args: &[&str], env_addr: Option<SocketAddr>) -> (i32, String, String) {
+fn status_cmd(dir: &Dir, args: &[&str], env_addr: Option<SocketAddr>) -> (i32, String, String) {
     let mut all = vec!["status"];
     all.extend_from_slice(args);
     let mut cmd = procrun(dir.path(), &all);
     if let Some(a) = env_addr {
-        cmd.env("PROCRUN_STATUS_ADDR", a.to_string());
+        cmd = cmd.env("PROCRUN_STATUS_ADDR", &a.to_string());
     }
-    spawn(cmd).finish(Duration::from_secs(20))
+    cmd.spawn().finish(Duration::from_secs(20))
 }
 
 /// The pid of `name` in a /status document.
@@ -120,13 +118,13 @@ fn pid_of(json: &str, name: &str) -> i32 {
 
 #[test]
 fn endpoint_follows_processes_through_start_ready_and_death() {
-    let dir = TempDir::new("status-life");
+    let dir = Dir::new("status-life");
     dir.write("web.py", WEB).write(
         "Procfile",
         "web: IGNORE_TERM=1 exec python3 web.py\nworker: exec sleep 60\n",
     );
     let base = free_port().to_string();
-    let r = spawn(procrun(
+    let r = procrun(
         dir.path(),
         &[
             "start",
@@ -139,7 +137,8 @@ fn endpoint_follows_processes_through_start_ready_and_death() {
             "-t",
             "3",
         ],
-    ));
+    )
+    .spawn();
     let addr = endpoint(&r);
     r.wait_for("worker.1 started", Duration::from_secs(20));
 
@@ -156,8 +155,9 @@ fn endpoint_follows_processes_through_start_ready_and_death() {
         json.contains("\"name\":\"web.1\",\"type\":\"web\",\"pid\":"),
         "{json}"
     );
+    // Running, but its readiness check has not passed yet: "starting".
     assert!(
-        json.contains(&format!("\"port\":{base},\"state\":\"running\"")),
+        json.contains(&format!("\"port\":{base},\"state\":\"starting\"")),
         "{json}"
     );
     assert!(
@@ -175,7 +175,7 @@ fn endpoint_follows_processes_through_start_ready_and_death() {
     assert!(lines[0].ends_with("UPTIME/EXIT"), "{table}");
     let web: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(web[0], "web.1");
-    assert_eq!(&web[2..4], ["running", "no"], "{table}");
+    assert_eq!(&web[2..4], ["starting", "no"], "{table}");
     assert_eq!(*lines.last().unwrap(), "unhealthy");
 
     // Ready.
@@ -205,11 +205,11 @@ fn endpoint_follows_processes_through_start_ready_and_death() {
 
 #[test]
 fn tcp_readiness() {
-    let dir = TempDir::new("status-tcp");
+    let dir = Dir::new("status-tcp");
     dir.write("web.py", WEB)
         .write("Procfile", "web: exec python3 web.py\n");
     let base = free_port().to_string();
-    let r = spawn(procrun(
+    let r = procrun(
         dir.path(),
         &[
             "start",
@@ -220,7 +220,8 @@ fn tcp_readiness() {
             "-p",
             &base,
         ],
-    ));
+    )
+    .spawn();
     let addr = endpoint(&r);
     r.wait_for("web.1 started", Duration::from_secs(20));
     assert_eq!(get(addr, "/health").unwrap().0, 503);
@@ -232,7 +233,7 @@ fn tcp_readiness() {
 
 #[test]
 fn bad_options_fail_before_anything_starts() {
-    let dir = TempDir::new("status-bad");
+    let dir = Dir::new("status-bad");
     dir.write("Procfile", "web: touch started; sleep 60\n");
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = taken.local_addr().unwrap().to_string();
@@ -259,7 +260,9 @@ fn bad_options_fail_before_anything_starts() {
     for (args, want) in cases {
         let mut all = vec!["start"];
         all.extend_from_slice(args);
-        let (code, out, err) = spawn(procrun(dir.path(), &all)).finish(Duration::from_secs(20));
+        let (code, out, err) = procrun(dir.path(), &all)
+            .spawn()
+            .finish(Duration::from_secs(20));
         assert_eq!(code, 1, "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {err}");
         assert_eq!(out, "", "{args:?}");
@@ -272,7 +275,7 @@ fn bad_options_fail_before_anything_starts() {
 
 #[test]
 fn status_command_without_an_endpoint() {
-    let dir = TempDir::new("status-none");
+    let dir = Dir::new("status-none");
     let addr = format!("127.0.0.1:{}", free_port());
     let (code, out, err) = status_cmd(&dir, &["--addr", &addr], None);
     assert_eq!(code, 1);
@@ -302,18 +305,15 @@ fn last_tick(out: &str) -> u64 {
 
 #[test]
 fn slow_and_oversized_clients_disturb_neither_output_nor_shutdown() {
-    let dir = TempDir::new("status-abuse");
+    let dir = Dir::new("status-abuse");
     dir.write(
         "Procfile",
         "ticker: i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done\n",
     );
-    let r = spawn(procrun(
-        dir.path(),
-        &["start", "--status-addr", "127.0.0.1:0"],
-    ));
+    let r = procrun(dir.path(), &["start", "--status-addr", "127.0.0.1:0"]).spawn();
     let addr = endpoint(&r);
     r.wait_for("| tick 1\n", Duration::from_secs(20));
-    let fds_before = fd_count(r.pid());
+    let fds_before = fd_count(r.pid);
 
     // 200 idle connections (slow-loris) and a few sending a partial head slowly.
     let mut idle: Vec<TcpStream> = (0..200)
@@ -335,9 +335,9 @@ fn slow_and_oversized_clients_disturb_neither_output_nor_shutdown() {
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 
     // Output keeps flowing while the connections are open; descriptors stay bounded.
-    let now = last_tick(&r.stdout());
+    let now = last_tick(&r.out());
     r.wait_for(&format!("| tick {}\n", now + 5), Duration::from_secs(20));
-    let fds = fd_count(r.pid());
+    let fds = fd_count(r.pid);
     assert!(
         fds <= fds_before + 64 + 2,
         "{fds} descriptors (was {fds_before})"
@@ -402,15 +402,12 @@ fn timed_health(addr: SocketAddr) -> (std::io::Result<(u16, String)>, Duration) 
 
 #[test]
 fn a_health_check_gets_through_when_idle_clients_hold_every_connection() {
-    let dir = TempDir::new("status-full");
+    let dir = Dir::new("status-full");
     dir.write("Procfile", "web: exec sleep 60\n");
-    let r = spawn(procrun(
-        dir.path(),
-        &["start", "--status-addr", "127.0.0.1:0"],
-    ));
+    let r = procrun(dir.path(), &["start", "--status-addr", "127.0.0.1:0"]).spawn();
     let addr = endpoint(&r);
     wait_get(addr, "/health", Duration::from_secs(20), |c, _| c == 200);
-    let fds_before = fd_count(r.pid());
+    let fds_before = fd_count(r.pid);
 
     // Exactly the limit: idle (a quarter with half a head), then a health check.
     let full = open_idle(addr, MAX_CONNECTIONS, 4);
@@ -447,9 +444,9 @@ fn a_health_check_gets_through_when_idle_clients_hold_every_connection() {
     assert_eq!(answer.unwrap().0, 200, "with {n} idle connections");
     assert!(took < Duration::from_secs(2), "took {took:?}");
     assert!(
-        fd_count(r.pid()) <= fds_before + MAX_CONNECTIONS + 2,
+        fd_count(r.pid) <= fds_before + MAX_CONNECTIONS + 2,
         "{} descriptors (was {fds_before})",
-        fd_count(r.pid())
+        fd_count(r.pid)
     );
 
     // Clients that send a request and never read the answer hold no slot against it either.
@@ -497,12 +494,9 @@ fn send_then_read(addr: SocketAddr, request: &[u8]) -> Result<String, String> {
 
 #[test]
 fn oversized_heads_and_unread_bodies_get_their_answer_not_a_reset() {
-    let dir = TempDir::new("status-431");
+    let dir = Dir::new("status-431");
     dir.write("Procfile", "web: exec sleep 60\n");
-    let r = spawn(procrun(
-        dir.path(),
-        &["start", "--status-addr", "127.0.0.1:0"],
-    ));
+    let r = procrun(dir.path(), &["start", "--status-addr", "127.0.0.1:0"]).spawn();
     let addr = endpoint(&r);
     wait_get(addr, "/health", Duration::from_secs(20), |c, _| c == 200);
 
@@ -554,12 +548,14 @@ fn status_command_gives_up_at_its_timeout_when_the_lookup_hangs() {
     let Some(dns) = SilentDns::start(test) else {
         return;
     };
-    let dir = TempDir::new("status-dns");
+    let dir = Dir::new("status-dns");
     let addr = "never-answered.procrun.test:9000";
-    let mut cmd = procrun(dir.path(), &["status", "--addr", addr, "--timeout", "1"]);
-    dns.apply(&mut cmd);
+    let cmd = dns.apply(procrun(
+        dir.path(),
+        &["status", "--addr", addr, "--timeout", "1"],
+    ));
     let started = Instant::now();
-    let (code, out, err) = spawn(cmd).finish(Duration::from_secs(30));
+    let (code, out, err) = cmd.spawn().finish(Duration::from_secs(30));
     let took = started.elapsed();
     assert_eq!((code, out.as_str()), (1, ""), "{err}");
     assert!(
@@ -584,14 +580,13 @@ fn a_status_addr_whose_lookup_hangs_fails_the_start_in_time() {
     let Some(dns) = SilentDns::start(test) else {
         return;
     };
-    let dir = TempDir::new("status-addr-dns");
+    let dir = Dir::new("status-addr-dns");
     dir.write("Procfile", "web: touch started; sleep 60\n");
     let host = "never-answered.procrun.test";
     let listen = format!("{host}:9000");
-    let mut cmd = procrun(dir.path(), &["start", "--status-addr", &listen]);
-    dns.apply(&mut cmd);
+    let cmd = dns.apply(procrun(dir.path(), &["start", "--status-addr", &listen]));
     let started = Instant::now();
-    let (code, out, err) = spawn(cmd).finish(Duration::from_secs(30));
+    let (code, out, err) = cmd.spawn().finish(Duration::from_secs(30));
     let took = started.elapsed();
     assert_eq!((code, out.as_str()), (1, ""), "{err}");
     assert!(
