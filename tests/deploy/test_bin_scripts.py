@@ -360,6 +360,7 @@ if name == "docker" and args[:2] == ["image", "inspect"]:
 if name == "docker" and args[:1] == ["pull"]:
     sys.exit(1 if os.environ.get("STUB_PULL_DENIED") and not os.path.exists(os.environ["STUB_LOG"] + ".login") else 0)
 if name == "docker" and args[:1] == ["login"]:
+    assert sys.stdin.read() == "token\\n"  # --password-stdin, as docker reads it
     open(os.environ["STUB_LOG"] + ".login", "w").close()
 if name == "aws":
     print("token")
