@@ -7,6 +7,7 @@ true/yes/on/1 and false/no/off/0, lists are comma-separated.
 import importlib.util
 import os
 from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -57,13 +58,23 @@ if not SECRET_KEY:
         raise ImproperlyConfigured("ENV_SECRET_KEY must be set when ENV_DEBUG is off")
     SECRET_KEY = "dev-only-insecure-key-never-use-in-production"
 
-ALLOWED_HOSTS = env_list("ENV_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+# With debug off there is no default: the load balancer's health check bypasses host
+# validation (project.middleware), so a missing list would leave the environment Green while
+# every real request gets a 400.
+ALLOWED_HOSTS = env_list("ENV_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
+if not ALLOWED_HOSTS and not DEBUG:
+    raise ImproperlyConfigured(
+        "ENV_ALLOWED_HOSTS must be set when ENV_DEBUG is off (comma-separated host names, "
+        "e.g. www.example.com)"
+    )
 CSRF_TRUSTED_ORIGINS = env_list("ENV_CSRF_TRUSTED_ORIGINS", "")
 
 # Test-only endpoints (/slow): never on in production.
 ENABLE_TEST_VIEWS = env_bool("ENV_TEST_VIEWS", False)
 
 INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
     "django.contrib.staticfiles",
 ]
 # runserver_plus comes from django-extensions, installed by the dev requirements only.
@@ -91,9 +102,82 @@ TEMPLATES = [
     }
 ]
 
-# No database: the reference app is stateless. Add DATABASES from DATABASE_URL-style
-# variables when your app needs one.
-DATABASES = {}
+
+
+# --- database ---------------------------------------------------------------------------
+# In order: DATABASE_URL (postgres://USER:PASSWORD@HOST:PORT/NAME?sslmode=require, or
+# sqlite:////absolute/path.sqlite3); else the RDS_* variables Elastic Beanstalk sets when an
+# RDS PostgreSQL database is attached to the environment; else, in debug mode only, SQLite in
+# app/db.sqlite3. Without debug and without a database the settings refuse to load.
+_DB_ENGINES = {
+    "postgres": "django.db.backends.postgresql",
+    "postgresql": "django.db.backends.postgresql",
+    "pgsql": "django.db.backends.postgresql",
+    "sqlite": "django.db.backends.sqlite3",
+}
+
+
+def database_from_url(url):
+    """A DATABASES entry from a URL; user, password and query values may be %-encoded."""
+    parts = urlsplit(url)
+    engine = _DB_ENGINES.get(parts.scheme)
+    if engine is None:
+        raise ImproperlyConfigured(
+            f"DATABASE_URL: unsupported scheme {parts.scheme!r} "
+            f"(use one of {', '.join(sorted(_DB_ENGINES))})"
+        )
+    if engine.endswith("sqlite3"):
+        # sqlite:////abs/path (what follows the third slash), sqlite://:memory:
+        name = ":memory:" if parts.netloc == ":memory:" else unquote(parts.path[1:])
+        if name != ":memory:" and not name.startswith("/"):
+            raise ImproperlyConfigured("DATABASE_URL: a SQLite path must be absolute (sqlite:////path)")
+        return {"ENGINE": engine, "NAME": name}
+    name = unquote(parts.path.lstrip("/"))
+    if not name or not parts.hostname:
+        raise ImproperlyConfigured("DATABASE_URL: needs a host and a database name")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ImproperlyConfigured("DATABASE_URL: the port is not a number") from None
+    return {
+        "ENGINE": engine,
+        "NAME": name,
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname,
+        "PORT": str(port or ""),
+        "OPTIONS": dict(parse_qsl(parts.query)),
+    }
+
+
+def database_from_env():
+    url = os.environ.get("DATABASE_URL", "")
+    if url:
+        database = database_from_url(url)
+    elif os.environ.get("RDS_HOSTNAME"):
+        database = {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": env_str("RDS_DB_NAME"),
+            "USER": env_str("RDS_USERNAME"),
+            "PASSWORD": env_str("RDS_PASSWORD"),
+            "HOST": env_str("RDS_HOSTNAME"),
+            "PORT": env_str("RDS_PORT", "5432"),
+        }
+    elif DEBUG:
+        database = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(BASE_DIR / "db.sqlite3")}
+    else:
+        raise ImproperlyConfigured(
+            "DATABASE_URL (or the RDS_* variables of an attached RDS database) must be set "
+            "when ENV_DEBUG is off"
+        )
+    if not database["ENGINE"].endswith("sqlite3"):
+        # Connections are kept by each gunicorn worker and checked before reuse.
+        database["CONN_MAX_AGE"] = env_int("ENV_DB_CONN_MAX_AGE", 60)
+        database["CONN_HEALTH_CHECKS"] = True
+    return database
+
+
+DATABASES = {"default": database_from_env()}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -105,6 +189,13 @@ USE_TZ = True
 STATIC_URL = env_str("ENV_CDN", "/static/")
 STATIC_ROOT = BASE_DIR / "dist"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# collectstatic writes each file also under a name with its content hash (app.3f2a...css)
+# and a manifest; pages link the hashed names, which nginx may cache for a year. In debug
+# mode the plain names are linked (no collectstatic needed).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
+}
 
 # Behind nginx and an AWS load balancer that terminates TLS.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -5,6 +5,7 @@ import time
 from django.conf import settings
 from django.http import Http404, HttpResponse
 from django.templatetags.static import static
+from django.utils.html import escape
 
 logger = logging.getLogger(__name__)
 
@@ -16,9 +17,13 @@ def health(request):
 
 def index(request):
     css = static("css/app.css")
+    # The absolute URL shows the scheme Django believes the request came with (from
+    # X-Forwarded-Proto behind the load balancer and nginx).
+    canonical = escape(request.build_absolute_uri("/"))
     body = (
         "<!doctype html><html><head><title>procrun reference app</title>"
-        f'<link rel="stylesheet" href="{css}"></head>'
+        f'<link rel="canonical" href="{canonical}">'
+        f'<link rel="stylesheet" href="{escape(css)}"></head>'
         "<body><h1>procrun reference app</h1></body></html>"
     )
     return HttpResponse(body)

@@ -34,6 +34,8 @@ PROD_IMAGE = _env("PROCRUN_CT_PROD_IMAGE")
 NGINX_IMAGE = _env("PROCRUN_CT_NGINX_IMAGE")
 DEV_IMAGE = _env("PROCRUN_CT_DEV_IMAGE")
 COMPOSE = _env("PROCRUN_CT_COMPOSE")
+ARM64_STAGE = _env("PROCRUN_CT_ARM64_STAGE")  # the procrun-build stage built for linux/arm64
+REVISION = _env("PROCRUN_CT_REVISION")  # what the images were labelled with
 
 HEALTH_URL = "http://127.0.0.1:8080/health"
 
@@ -228,6 +230,7 @@ def prod_env(**extra):
         "ENV_SECRET_KEY": f"container-suite-{RUN_ID}-not-a-secret-0123456789abcdefghijklmnop",
         "ENV_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "WEB_CONCURRENCY": "2",
+        "DATABASE_URL": "sqlite:////tmp/db.sqlite3",
     }
     env.update(extra)
     return env

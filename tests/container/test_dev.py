@@ -1,9 +1,12 @@
 """The dev image (docker/django/dev/Dockerfile): procrun runs environments/dev/Procfile,
 runserver_plus (web) and the CDN emulation (cdn), chosen by ENV_NAME=dev."""
+import os
 import re
+import shutil
+import subprocess
 import time
 
-from conftest import DEV_IMAGE, ROOT, answers, docker, http_get, wait_until
+from conftest import COMPOSE, DEV_IMAGE, PREFIX, ROOT, answers, docker, http_get, wait_until
 
 
 def test_dev_image_runs_the_dev_procfile(containers, network):
@@ -38,3 +41,49 @@ def test_dev_image_runs_the_dev_procfile(containers, network):
     took = time.monotonic() - began
     assert container.exit_code() == 143, container.logs()[-3000:]
     assert took < 8, took
+
+
+def test_dev_compose_runs_as_the_developers_uid(tmp_path):
+    """docker/django/dev/docker-compose.yml as bin/stevedore runs it on Linux: no .env, the
+    container as the developer's uid (DEV_UID/DEV_GID), app/ bind-mounted. What the app
+    writes there (the cdn's collected files, the SQLite database of the release phase)
+    belongs to the developer, and the developer's files are writable for the app."""
+    uid = 4242
+    tree = tmp_path / "tree"
+    for name in ("docker", "environments", "app"):
+        shutil.copytree(ROOT / name, tree / name,
+                        ignore=shutil.ignore_patterns(".env", "dist", "db.sqlite3", "__pycache__"))
+    for path in [tree / "app", *(tree / "app").rglob("*")]:
+        os.chown(path, uid, uid)
+    project = f"{PREFIX}-dev-compose"
+    env = {"PATH": os.environ["PATH"], "DEV_IMAGE": DEV_IMAGE, "DEV_UID": str(uid), "DEV_GID": str(uid),
+           "DEV_WEB_PORT": "127.0.0.1:", "DEV_CDN_PORT": "127.0.0.1:"}
+    for key in ("DOCKER_HOST", "HOME"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+
+    def compose(*args, timeout=120, check=True):
+        cmd = [COMPOSE, "-p", project, "-f", "docker/django/dev/docker-compose.yml", *args]
+        result = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{cmd} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+        return result
+
+    try:
+        up = compose("up", "--detach", "--no-build", "--pull", "never", "--wait", "--wait-timeout", "120",
+                     timeout=180, check=False)
+        if up.returncode != 0:
+            logs = compose("logs", "--no-color", check=False)
+            raise AssertionError(f"compose up failed:\n{up.stderr}\n{logs.stdout}\n{logs.stderr}")
+        web = compose("port", "django", "8080").stdout.strip().rpartition(":")[2]
+        cdn = compose("port", "django", "8010").stdout.strip().rpartition(":")[2]
+        status, _, body = http_get(f"http://127.0.0.1:{web}/")
+        assert status == 200 and b"//localhost:8010/css/app.css" in body, body
+        wait_until(lambda: answers(f"http://127.0.0.1:{cdn}/css/app.css"), 60, "the cdn process")
+        for made in (tree / "app/dist/css/app.css", tree / "app/db.sqlite3"):
+            assert made.is_file(), made
+            assert (made.stat().st_uid, made.stat().st_gid) == (uid, uid), made
+        status = compose("exec", "-T", "django", "cat", "/proc/1/status").stdout
+        assert re.search(rf"^Uid:\s+{uid}\s", status, re.M), status
+    finally:
+        compose("down", "--volumes", "--remove-orphans", "--timeout", "5", check=False)

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from conftest import (HEALTH_URL, PROD_IMAGE, answers, docker, elf_facts, file_from_image,
-                      http_get, prod_env, wait_until)
+from conftest import (HEALTH_URL, PROD_IMAGE, REVISION, answers, docker, elf_facts,
+                      file_from_image, http_get, prod_env, wait_until)
 
 APP_UID = 10001
 # The stop budget of the image: gunicorn's graceful timeout 25 s < PROCRUN_TIMEOUT 30 s.
@@ -61,6 +61,19 @@ def test_runs_as_non_root_with_static_procrun_as_pid1(prod):
     machine, interp, needed = elf_facts(file_from_image(PROD_IMAGE, "/usr/local/bin/procrun"))
     assert not interp and not needed, (interp, needed)
     assert machine == prod.exec("uname", "-m").stdout.strip()
+
+
+def test_release_phase_migrates_before_gunicorn_starts(prod):
+    """The image's default command runs the Procfile's release type first (procrun's release
+    phase): the migrations ran to completion before gunicorn was started."""
+    logs = prod.logs()
+    assert re.search(r"^\d\d:\d\d:\d\d release\.1 +\| +Applying auth\.0001_initial\.\.\. OK", logs, re.M), logs
+    assert logs.index("release.1 stopped (rc=0)") < logs.index("web.1 started"), logs
+
+
+def test_images_carry_the_git_revision(prod):
+    assert prod.inspect('{{index .Config.Labels "org.opencontainers.image.revision"}}') == REVISION
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", REVISION), REVISION
 
 
 def test_logs_are_prefixed_and_gunicorn_boots_cleanly(prod):

@@ -1,6 +1,7 @@
 """The reference stack for real, without Docker: procrun supervising the prod Procfile
 (gunicorn) behind Debian's nginx, and the dev Procfile (runserver_plus with its reloader,
 http.server as the CDN), all on loopback ports chosen at random."""
+import http.server
 import json
 import os
 import re
@@ -75,12 +76,15 @@ def test_prod_stack_gunicorn_behind_nginx(workdir):
         "WEB_PORT": str(web_port),
         # The image has it at /etc/gunicorn/; outside a container the Procfile takes an override.
         "GUNICORN_CONF": str(root / "docker/django/prod/gunicorn.conf.py"),
+        "DATABASE_URL": f"sqlite:///{root}/data/db.sqlite3",
     })
+    (root / "data").mkdir()
     env = child_env(token, PROCRUN_TIMEOUT="20")
-    collectstatic(root, dict(env, ENV_SECRET_KEY="collectstatic-only"))
-    assert (root / "app/dist/css/app.css").is_file()
+    collectstatic(root, dict(env, ENV_DEBUG="true"))
+    assert (root / "app/dist/css/app.css").is_file() and (root / "app/dist/staticfiles.json").is_file()
 
-    conf_dir = render_nginx(root, f"127.0.0.1:{web_port}", f"127.0.0.1:{http_port}", root / "app/dist")
+    conf_dir = render_nginx(root, f"127.0.0.1:{web_port}", f"127.0.0.1:{http_port}", root / "app/dist",
+                            healthd="on")
     nginx = Supervised([*nginx_command(conf_dir, " daemon off;")], cwd=root, env=env, name="nginx")
     # The honcho form of start.sh, as the original image ran it.
     stack = Supervised(
@@ -99,13 +103,17 @@ def test_prod_stack_gunicorn_behind_nginx(workdir):
         status, _, _ = http_get(f"{base}/health", headers={"Host": "10.1.2.3"})
         assert status == 200
 
-        status, headers, body = http_get(f"{base}/static/css/app.css")
+        # The page links the content-hashed name, which nginx lets browsers keep for a year.
+        status, _, body = http_get(f"{base}/")
+        assert status == 200, body
+        css = re.search(rb'href="(/static/css/app\.[0-9a-f]{12}\.css)"', body).group(1).decode()
+        status, headers, body = http_get(f"{base}{css}")
         assert status == 200
         assert body == (root / "app/static/css/app.css").read_bytes()
-        assert "max-age=31536000" in headers["Cache-Control"]
-
-        status, _, body = http_get(f"{base}/")
-        assert status == 200 and b"/static/css/app.css" in body
+        assert headers["Cache-Control"] == "public, max-age=31536000"
+        # A client's own X-Forwarded-Proto is not believed (loopback is not the load balancer).
+        _, _, body = http_get(f"{base}/", headers={"X-Forwarded-Proto": "https", "Host": "localhost"})
+        assert b'rel="canonical" href="http://localhost/"' in body, body
         # Elastic Beanstalk's enhanced health format, written after the response.
         healthd = wait_until(lambda: list((conf_dir / "logs/healthd").glob("application.log.*")),
                              10, "the healthd log")
@@ -130,6 +138,10 @@ def test_prod_stack_gunicorn_behind_nginx(workdir):
         web = lines_of(stack, "web.1")
         assert "Starting gunicorn" in web and "Booting worker" in web, stack.output()
         assert re.search(r"^\d\d:\d\d:\d\d system\s*\| web\.1 started \(pid=\d+\)", stack.output(), re.M)
+        # The release phase migrated the database before gunicorn started.
+        assert "Applying auth.0001_initial... OK" in lines_of(stack, "release.1"), stack.output()
+        out = stack.output()
+        assert out.index("release.1 stopped (rc=0)") < out.index("web.1 started"), out
         left = [p for p in processes_of(token) if p[0] != nginx.proc.pid]
         left = [p for p in left if "nginx" not in p[1]]
         assert left == [], f"processes left behind: {left}"
@@ -179,6 +191,8 @@ def test_dev_stack_runserver_plus_and_cdn(workdir):
         rc = stack.wait(timeout=30)
         assert rc == 143, f"procrun exited {rc}\n{stack.output()}"
         assert "Performing system checks" in lines_of(stack, "web.1"), stack.output()
+        assert "Applying auth.0001_initial... OK" in lines_of(stack, "release.1"), stack.output()
+        assert (root / "app/db.sqlite3").is_file()
         assert "Serving HTTP on" in lines_of(stack, "cdn.1"), stack.output()
         left = processes_of(token, root)
         assert left == [], f"processes left behind (reloader child?): {left}"
@@ -188,9 +202,34 @@ def test_dev_stack_runserver_plus_and_cdn(workdir):
         stack.stop()
 
 
+@pytest.mark.timeout(60)
+def test_failed_release_phase_starts_nothing(workdir):
+    """A migration that fails (here: the database does not answer) ends the container with
+    its code before gunicorn starts: no half-migrated app serves requests."""
+    procrun = need_procrun()
+    root, token = workdir
+    copy_app_tree(root)
+    web_port = free_port()
+    write_dotenv(root / "environments/prod/.env.example", root / "environments/prod/.env", {
+        "ENV_SECRET_KEY": secrets.token_urlsafe(50),
+        "WEB_HOST": "127.0.0.1",
+        "WEB_PORT": str(web_port),
+        "DATABASE_URL": f"postgres://app:secret@127.0.0.1:{free_port()}/app?connect_timeout=5",
+    })
+    stack = Supervised([procrun, "start"], cwd=root, env=child_env(token, ENV_NAME="prod"), name="procrun")
+    try:
+        rc = stack.wait(timeout=45)
+        assert rc == 1, f"procrun exited {rc}\n{stack.output()}"
+        assert "OperationalError" in lines_of(stack, "release.1"), stack.output()
+        assert "web.1 started" not in stack.output() and not port_accepts(web_port)
+    finally:
+        print("---- procrun output\n" + stack.output())
+        stack.stop()
+
+
 def test_procrun_check_accepts_both_procfiles():
     procrun = need_procrun()
-    for env_name, names in (("dev", "web, cdn"), ("prod", "web")):
+    for env_name, names in (("dev", "release, web, cdn"), ("prod", "release, web")):
         result = run([procrun, "check", "--procfile", f"environments/{env_name}/Procfile"],
                      cwd=ROOT, timeout=20)
         assert result.returncode == 0, result.stderr
@@ -220,3 +259,96 @@ def test_env_example_reads_the_same_in_procrun_and_compose(tmp_path, env_name):
     assert result.returncode == 0, result.stderr
     compose_env = json.loads(result.stdout)["services"]["app"]["environment"]
     assert {k: compose_env.get(k) for k in expected} == expected
+
+
+# --- nginx alone, in front of an upstream that echoes what it receives ----------------------
+
+class _Echo(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - the stdlib's name
+        body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def nginx_in_front_of_echo(workdir):
+    """nginx from the shipped config (rendered as the image's entrypoint does) proxying to an
+    upstream that answers with the headers it got; yields a start(healthd) function."""
+    root, token = workdir
+    echo = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    threading.Thread(target=echo.serve_forever, daemon=True).start()
+    started = []
+
+    def start(healthd):
+        static_root = root / f"dist-{healthd}"
+        (static_root / "css").mkdir(parents=True)
+        (static_root / "css/app.css").write_text("body{}\n")
+        (static_root / "css/app.0123456789ab.css").write_text("body{}\n")
+        static_root.chmod(0o755)
+        port = free_port()
+        conf_dir = render_nginx(root / f"n-{healthd}", f"127.0.0.1:{echo.server_port}",
+                                f"127.0.0.1:{port}", static_root, healthd)
+        nginx = Supervised(nginx_command(conf_dir, " daemon off;"), cwd=root,
+                           env=child_env(token), name="nginx")
+        started.append(nginx)
+        wait_until(lambda: port_accepts(port), 20, f"nginx on {port}")
+        return f"http://127.0.0.1:{port}", conf_dir, nginx
+
+    (root / "n-on").mkdir()
+    (root / "n-off").mkdir()
+    for d in (root / "n-on", root / "n-off"):
+        d.chmod(0o755)
+    yield start
+    for nginx in started:
+        nginx.stop(signal.SIGQUIT)
+    echo.shutdown()
+
+
+def test_nginx_ignores_forwarded_headers_from_clients(nginx_in_front_of_echo):
+    """A client on the Internet (here: loopback, not the VPC) cannot claim HTTPS or another
+    address: Django gets the real scheme and peer, and no other scheme header at all."""
+    base, _, nginx = nginx_in_front_of_echo("off")
+    status, _, body = http_get(f"{base}/", headers={
+        "X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9",
+        "X-Forwarded-Ssl": "on", "X-Forwarded-Protocol": "ssl", "X-Forwarded-Host": "evil.example"})
+    assert status == 200, body
+    seen = json.loads(body)
+    assert seen["x-forwarded-proto"] == "http", seen
+    assert seen["x-forwarded-for"] == "127.0.0.1", seen
+    for header in ("x-forwarded-ssl", "x-forwarded-protocol", "x-forwarded-host"):
+        assert header not in seen, seen
+    site = (ROOT / "docker/nginx/templates/default.conf.template").read_text()
+    # The trusted side of the map (the VPC's ranges) is proven under Docker, where requests
+    # arrive from the bridge gateway (tests/container/test_compose.py).
+    assert re.search(r"geo \$from_load_balancer \{[^}]*10\.0\.0\.0/8 1;", site)
+
+
+@pytest.mark.parametrize("healthd", ["on", "off"])
+def test_nginx_healthd_log_only_on_eb(nginx_in_front_of_echo, healthd):
+    """With HEALTHD_LOG=on (EB) the workers write the hourly healthd file into the directory
+    the entrypoint script gave them (as root they run as another user: no chmod 0777 here);
+    off, nothing is written and nothing is missing."""
+    base, conf_dir, nginx = nginx_in_front_of_echo(healthd)
+    assert http_get(f"{base}/")[0] == 200
+    healthd_dir = conf_dir / "logs" / "healthd"
+    if healthd == "on":
+        files = wait_until(lambda: list(healthd_dir.glob("application.log.*")), 10, "the healthd log")
+        wait_until(lambda: re.search(r'^\d+\.\d+"/"200"', files[0].read_text(), re.M), 10,
+                   "a healthd line for /")
+    else:
+        assert not healthd_dir.exists()
+    assert "Permission denied" not in nginx.output() and "[crit]" not in nginx.output(), nginx.output()
+
+
+def test_nginx_caches_only_hashed_static_names_for_a_year(nginx_in_front_of_echo):
+    base, _, _ = nginx_in_front_of_echo("off")
+    _, headers, _ = http_get(f"{base}/static/css/app.0123456789ab.css")
+    assert headers["Cache-Control"] == "public, max-age=31536000", headers
+    _, headers, _ = http_get(f"{base}/static/css/app.css")
+    assert headers["Cache-Control"] == "public, max-age=3600", headers

@@ -26,6 +26,9 @@ SHELL_SCRIPTS = [
     "tests/deploy/run",
     ".platform/hooks/postdeploy/01_prune_images.sh",
     "docker/nginx/15-healthd-logdir.sh",
+    ".platform/scripts/migrate.sh",
+    "tests/container/run",
+    "tests/container/images/debian",
 ]
 
 
@@ -84,18 +87,22 @@ def test_compose_files_use_current_spec(compose_file):
                                                       service["build"]["dockerfile"]).exists()
 
 
-def test_compose_missing_env_file_is_an_error(compose_tree):
-    """The compose files need the developer's .env (created from .env.example)."""
-    tree = compose_tree
-    env = tree / "environments/prod/.env"
-    saved = env.read_text()
-    env.unlink()
-    try:
-        result = run([tool("docker-compose"), "-f", COMPOSE_FILES[1], "config", "-q"], cwd=tree)
-        assert result.returncode != 0
-        assert ".env" in result.stderr
-    finally:
-        env.write_text(saved)
+def test_compose_works_before_any_env_file_exists(tmp_path):
+    """A fresh clone (no .env yet, as in CI) can `config` and `build` both stacks: the
+    env_file is optional; the dev stack then runs on the image's documented defaults."""
+    for name in ("docker", "environments", "app"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns(".env", "dist"))
+    for compose_file in COMPOSE_FILES[:2]:
+        result = run([tool("docker-compose"), "-f", compose_file, "config", "--format", "json"],
+                     cwd=tmp_path, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.strip() == "", result.stderr
+        assert "django" in json.loads(result.stdout)["services"]
+        raw = yaml.safe_load((ROOT / compose_file).read_text())["services"]["django"]["env_file"]
+        assert [e.get("required") for e in raw] == [False], raw
+    dev = dockerfile_instructions("docker/django/dev/Dockerfile")
+    dev_env = " ".join(a for s, i, a in dev if s == "dev" and i == "ENV")
+    assert "ENV_DEBUG=true" in dev_env and "ENV_CDN=//localhost:8010/" in dev_env
 
 
 def test_django_healthcheck_uses_procrun_probe():
@@ -111,11 +118,25 @@ def test_eb_compose_publishes_port_80_and_pulls_images():
     assert "80:80" in doc["services"]["nginx"]["ports"]
     for service in doc["services"].values():
         assert "build" not in service and "image" in service
+        assert service["platform"] == "${DOCKER_PLATFORM:-linux/amd64}"
     assert doc["services"]["django"]["env_file"] == ".env"
+    # Migrations run once per deployment (leader_only), not in every container.
+    assert doc["services"]["django"]["command"] == ["start", "web"]
+    # Only EB has a healthd agent to read its log.
+    assert doc["services"]["nginx"]["environment"]["HEALTHD_LOG"] == "on"
+    for compose_file in COMPOSE_FILES[:2]:
+        text = (ROOT / compose_file).read_text()
+        assert "HEALTHD_LOG" not in text and "/var/log/nginx" not in text, compose_file
 
 
-def test_shutdown_budget_is_nested():
-    """gunicorn graceful_timeout < procrun's timeout < the container stop timeouts."""
+def test_prod_images_pin_their_platform():
+    doc = yaml.safe_load((ROOT / COMPOSE_FILES[1]).read_text())
+    for name in ("django", "nginx"):
+        assert doc["services"][name]["platform"] == "${DOCKER_PLATFORM:-linux/amd64}"
+
+
+def gunicorn_settings():
+    """gunicorn.conf.py's values with nothing overridden from the environment."""
     conf = {}
     env_backup = dict(os.environ)
     for key in list(os.environ):
@@ -126,12 +147,16 @@ def test_shutdown_budget_is_nested():
     finally:
         os.environ.clear()
         os.environ.update(env_backup)
-    graceful = conf["graceful_timeout"]
+    return conf
+
+
+def test_shutdown_budget_is_nested():
+    """gunicorn graceful_timeout < procrun's timeout < the container stop timeouts."""
+    graceful = gunicorn_settings()["graceful_timeout"]
     dockerfile = (ROOT / "docker/django/prod/Dockerfile").read_text()
     procrun_timeout = int(re.search(r"PROCRUN_TIMEOUT=(\d+)", dockerfile).group(1))
     assert dict(read_dotenv_example(ROOT / "environments/prod/.env.example"))["PROCRUN_TIMEOUT"] == str(procrun_timeout)
-    ebext = yaml.safe_load((ROOT / ".ebextensions/01_envvars.config").read_text())
-    assert ebext["option_settings"]["aws:elasticbeanstalk:application:environment"]["PROCRUN_TIMEOUT"] == str(procrun_timeout)
+    assert eb_option_settings()["aws:elasticbeanstalk:application:environment"]["PROCRUN_TIMEOUT"] == str(procrun_timeout)
     assert graceful + 2 <= procrun_timeout
     for compose_file in COMPOSE_FILES[1:]:
         doc = yaml.safe_load((ROOT / compose_file).read_text())
@@ -195,19 +220,42 @@ def test_dockerfile_runs_static_procrun_as_pid1(dockerfile):
     assert "aarch64" in build and "x86_64" in build and "-unknown-linux-musl" in build
     assert "--target x86_64" not in build
     # Base images are ARGs declared before the first FROM (tests pass local stand-ins),
-    # defaulting to pinned official tags.
+    # defaulting to official images pinned by tag and digest.
     defaults = dict(a.split("=", 1) for s, i, a in instrs if s is None and i == "ARG")
     stages = {s for s, _, _ in instrs}
     for stage, instr, args in instrs:
         if instr == "FROM":
-            image = args.split()[0]
+            image = [a for a in args.split() if not a.startswith("--")][0]
             if image in stages:
                 continue
             match = re.fullmatch(r"\$\{(\w+)\}", image)
             assert match and match.group(1) in defaults, f"{image}: use an ARG declared before FROM"
             default = defaults[match.group(1)]
-            assert ":" in default and not default.endswith(":latest"), f"unpinned base {default}"
+            assert re.fullmatch(r"[a-z0-9./-]+:[A-Za-z0-9._-]+@sha256:[0-9a-f]{64}", default), \
+                f"{default}: pin the base image as name:tag@sha256:<index digest>"
+            assert not default.split("@")[0].endswith(":latest"), default
     assert {"PYTHON_IMAGE", "RUST_IMAGE"} <= set(defaults), defaults
+    # The image says which commit it was built from (bin/image passes REVISION).
+    assert final_instrs[-1] == ("LABEL", "org.opencontainers.image.revision=$REVISION")
+    assert ("ARG", "REVISION=unknown") in final_instrs
+
+
+def procrun_build_stage(dockerfile):
+    return [(i, a) for s, i, a in dockerfile_instructions(dockerfile) if s == "procrun-build"]
+
+
+def test_procrun_build_stage_cross_compiles_for_the_target_platform():
+    """The stage runs on the build machine and compiles for TARGETARCH with rust-lld, so an
+    amd64 machine builds arm64 images (and Apple Silicon / Graviton amd64 ones) without
+    emulation; the same stage in both Dockerfiles. tests/container builds it for arm64."""
+    prod, dev = (procrun_build_stage(d) for d in DOCKERFILES[::-1])
+    assert prod == dev, "keep the procrun-build stage identical in both Dockerfiles"
+    froms = [a for s, i, a in dockerfile_instructions(DOCKERFILES[1]) if i == "FROM"]
+    assert froms[0] == "--platform=$BUILDPLATFORM ${RUST_IMAGE} AS procrun-build"
+    assert all("--platform" not in f for f in froms[1:]), "the other stages run on the target platform"
+    env = " ".join(a for i, a in prod if i == "ENV")
+    for arch in ("X86_64", "AARCH64"):
+        assert f"CARGO_TARGET_{arch}_UNKNOWN_LINUX_MUSL_LINKER=rust-lld" in env
 
 
 def test_prod_image_build_runs_checks_and_tests():
@@ -261,14 +309,14 @@ def test_scripts_are_executable_and_strict(script):
 
 # --- nginx ----------------------------------------------------------------------------------
 
-def render_nginx(workdir, upstream, listen, static_root):
-    """Lay out nginx's config under a private prefix, rendering the site template as the
-    official image's entrypoint would (envsubst of the set variables only)."""
+def render_nginx(workdir, upstream, listen, static_root, healthd="off"):
+    """Lay out nginx's config under a private prefix as the image's entrypoint would: run
+    docker/nginx/15-healthd-logdir.sh (the log directory for the worker user), then render
+    the site template (envsubst of the set variables only)."""
     conf_dir = workdir / "nginx"
     (conf_dir / "conf.d").mkdir(parents=True)
     (conf_dir / "tmp").mkdir()
-    (conf_dir / "logs" / "healthd").mkdir(parents=True)
-    (conf_dir / "logs" / "healthd").chmod(0o777)
+    (conf_dir / "logs").mkdir()
     shutil.copy(ROOT / "docker/nginx/nginx.conf", conf_dir / "nginx.conf")
     shutil.copy("/etc/nginx/mime.types", conf_dir / "mime.types")
     env = {
@@ -277,10 +325,17 @@ def render_nginx(workdir, upstream, listen, static_root):
         "NGINX_PORT": listen,
         "STATIC_ROOT": str(static_root),
         "NGINX_LOG_DIR": str(conf_dir / "logs"),
+        "HEALTHD_LOG": healthd,
+        "NGINX_CONF": str(conf_dir / "nginx.conf"),
+        "NGINX_BIN": tool("nginx"),
     }
+    setup = subprocess.run(["sh", str(ROOT / "docker/nginx/15-healthd-logdir.sh")],
+                           capture_output=True, text=True, env=env, timeout=30)
+    assert setup.returncode == 0 and setup.stderr == "", setup.stderr
+    assert (conf_dir / "logs" / "healthd").is_dir() == (healthd == "on")
     template = (ROOT / "docker/nginx/templates/default.conf.template").read_text()
     rendered = subprocess.run(
-        [tool("envsubst"), "${DJANGO_UPSTREAM} ${NGINX_PORT} ${STATIC_ROOT} ${NGINX_LOG_DIR}"],
+        [tool("envsubst"), "${DJANGO_UPSTREAM} ${NGINX_PORT} ${STATIC_ROOT} ${NGINX_LOG_DIR} ${HEALTHD_LOG}"],
         input=template, capture_output=True, text=True, env=env, check=True, timeout=10,
     ).stdout
     assert "${" not in rendered
@@ -298,25 +353,38 @@ def nginx_command(conf_dir, *extra):
             "-e", "stderr", "-g", f"pid {conf_dir}/nginx.pid;" + "".join(extra)]
 
 
-def test_nginx_config_is_valid(tmp_path):
+@pytest.mark.parametrize("healthd", ["on", "off"])
+def test_nginx_config_is_valid(tmp_path, healthd):
     tmp_path.chmod(0o755)
     static_root = tmp_path / "dist"
     static_root.mkdir()
-    conf_dir = render_nginx(tmp_path, "127.0.0.1:9", "127.0.0.1:9", static_root)
+    conf_dir = render_nginx(tmp_path, "127.0.0.1:9", "127.0.0.1:9", static_root, healthd)
     result = run([*nginx_command(conf_dir), "-t"], timeout=30)
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
 
 
-def test_nginx_forwards_proto_and_serves_static():
+def test_nginx_site_template():
     site = (ROOT / "docker/nginx/templates/default.conf.template").read_text()
-    assert "X-Forwarded-Proto $http_x_forwarded_proto" in site
-    assert "location /static/" in site and "expires 1y" in site
     directives = "\n".join(l for l in site.splitlines() if not l.lstrip().startswith("#"))
     assert "django:8080" not in directives, "the upstream is templated, not hard-coded"
+    # The client's own X-Forwarded-Proto is never passed on as such.
+    assert "$http_x_forwarded_proto;" not in directives
+    assert "proxy_set_header X-Forwarded-Proto $forwarded_proto;" in directives
+    assert "location /static/" in directives and "expires 1y" not in directives
     main = (ROOT / "docker/nginx/nginx.conf").read_text()
     assert re.search(r"^\s*include conf\.d/\*\.conf;", main, re.M)
     assert not re.search(r"^\s*(user|pid)\s", main, re.M)
+
+
+def test_nginx_keepalive_outlives_the_load_balancer_idle_timeout():
+    """nginx must not close an idle connection the load balancer may still send a request on
+    (a 502): its keepalive timeout exceeds the ALB's idle timeout."""
+    main = (ROOT / "docker/nginx/nginx.conf").read_text()
+    keepalive = seconds(re.search(r"^\s*keepalive_timeout\s+(\S+);", main, re.M).group(1))
+    options = eb_option_settings()
+    idle = int(options["aws:elbv2:loadbalancer"]["IdleTimeout"])
+    assert idle == 60 and keepalive > idle, (keepalive, idle)
 
 
 # --- Elastic Beanstalk ----------------------------------------------------------------------
@@ -350,23 +418,114 @@ def test_dockerrun_schema_rejects_the_old_comment_key():
         jsonschema.validate(doc, schema, cls=jsonschema.Draft202012Validator)
 
 
-def test_ebextensions_option_settings():
-    doc = yaml.safe_load((ROOT / ".ebextensions/01_envvars.config").read_text())
-    assert set(doc) == {"option_settings"}
-    settings = doc["option_settings"]
-    env = settings["aws:elasticbeanstalk:application:environment"]
-    total = 0
+# The options this project sets, per namespace, as the EB documentation lists them
+# ("General options for all environments", "ALB", "Docker"): a typo in a name is not an
+# error for EB, it is silently an unknown setting.
+EB_OPTIONS = {
+    "aws:elasticbeanstalk:application:environment": None,  # any environment property
+    "aws:elasticbeanstalk:environment:process:default": {
+        "DeregistrationDelay", "HealthCheckInterval", "HealthCheckPath", "HealthCheckTimeout",
+        "HealthyThresholdCount", "MatcherHTTPCode", "Port", "Protocol", "StickinessEnabled",
+        "StickinessLBCookieDuration", "StickinessType", "UnhealthyThresholdCount"},
+    "aws:elasticbeanstalk:command": {
+        "BatchSize", "BatchSizeType", "DeploymentPolicy", "HealthCheckSuccessThreshold",
+        "IgnoreHealthCheck", "Timeout"},
+    "aws:autoscaling:updatepolicy:rollingupdate": {
+        "MaxBatchSize", "MinInstancesInService", "PauseTime", "RollingUpdateEnabled",
+        "RollingUpdateType", "Timeout"},
+    "aws:elasticbeanstalk:environment": {
+        "EnvironmentType", "LoadBalancerIsShared", "LoadBalancerType", "ServiceRole"},
+    "aws:elbv2:loadbalancer": {
+        "AccessLogsS3Bucket", "AccessLogsS3Enabled", "AccessLogsS3Prefix", "IdleTimeout",
+        "ManagedSecurityGroup", "SecurityGroups"},
+    "aws:elbv2:listener:443": {
+        "DefaultProcess", "ListenerEnabled", "Protocol", "Rules", "SSLCertificateArns", "SSLPolicy"},
+    "aws:elasticbeanstalk:healthreporting:system": {
+        "ConfigDocument", "EnhancedHealthAuthEnabled", "HealthCheckSuccessThreshold", "SystemType"},
+    "aws:elasticbeanstalk:cloudwatch:logs": {"DeleteOnTerminate", "RetentionInDays", "StreamLogs"},
+    "aws:elasticbeanstalk:cloudwatch:logs:health": {
+        "DeleteOnTerminate", "HealthStreamingEnabled", "RetentionInDays"},
+}
+EB_CONFIGS = sorted(p.name for p in (ROOT / ".ebextensions").glob("*.config")) + ["https.config.template"]
+
+
+def eb_config(name):
+    return yaml.safe_load((ROOT / ".ebextensions" / name).read_text())
+
+
+def eb_option_settings():
+    """The option settings of every .ebextensions file (the HTTPS one as bundled), merged."""
+    merged = {}
+    for name in EB_CONFIGS:
+        for namespace, options in (eb_config(name).get("option_settings") or {}).items():
+            merged.setdefault(namespace, {}).update(options)
+    return merged
+
+
+@pytest.mark.parametrize("name", EB_CONFIGS)
+def test_ebextensions_option_settings(name):
+    doc = eb_config(name)
+    assert set(doc) <= {"option_settings", "container_commands", "Resources"}, set(doc)
+    for namespace, options in (doc.get("option_settings") or {}).items():
+        assert namespace in EB_OPTIONS, f"{name}: unknown namespace {namespace}"
+        allowed = EB_OPTIONS[namespace]
+        for key, value in options.items():
+            assert isinstance(value, str), f"{name}: {namespace} {key}: quote the value"
+            assert allowed is None or key in allowed, f"{name}: unknown option {namespace} {key}"
+    env = (doc.get("option_settings") or {}).get("aws:elasticbeanstalk:application:environment", {})
     for key, value in env.items():
-        assert isinstance(value, str), f"{key}: quote the value"
         assert re.fullmatch(r"[A-Za-z0-9_.:/+\\@-]{1,128}", key), key
         assert len(value) <= 256
-        assert not re.search(r"SECRET|PASSWORD|TOKEN|KEY$", key), f"{key} looks like a secret"
-        total += len(key) + 1 + len(value)
-    assert total <= 4096
+        assert not re.search(r"SECRET|PASSWORD|TOKEN|KEY$|DATABASE_URL", key), f"{key} looks like a secret"
+
+
+def test_eb_environment_properties():
+    env = eb_option_settings()["aws:elasticbeanstalk:application:environment"]
+    assert sum(len(k) + 1 + len(v) for k, v in env.items()) <= 4096
     assert env["ENV_NAME"] == "prod" and env["ENV_DEBUG"] == "false"
-    process = settings["aws:elasticbeanstalk:environment:process:default"]
-    assert process["HealthCheckPath"] == "/health"
-    assert "PYTHONPATH" not in env
+    assert "PYTHONPATH" not in env and "ENV_ALLOWED_HOSTS" not in env  # per environment: eb setenv
+    # With the HTTPS listener (the rendered template), Django redirects and sends HSTS.
+    assert env["ENV_SSL_REDIRECT"] == "true" and int(env["ENV_HSTS_SECONDS"]) >= 31536000
+    base = eb_config("01_envvars.config")["option_settings"]["aws:elasticbeanstalk:application:environment"]
+    assert "ENV_SSL_REDIRECT" not in base, "only with HTTPS: a --no-https bundle must not redirect"
+
+
+def test_eb_deployment_health_and_logs():
+    options = eb_option_settings()
+    command = options["aws:elasticbeanstalk:command"]
+    assert command["DeploymentPolicy"] in ("Rolling", "RollingWithAdditionalBatch", "Immutable")
+    assert options["aws:autoscaling:updatepolicy:rollingupdate"]["RollingUpdateType"] in ("Health", "Immutable")
+    process = options["aws:elasticbeanstalk:environment:process:default"]
+    assert process["HealthCheckPath"] == "/health" and process["MatcherHTTPCode"] == "200"
+    # A deregistered instance may finish what gunicorn would still let a request take.
+    conf = gunicorn_settings()
+    assert int(process["DeregistrationDelay"]) >= conf["timeout"]
+    assert options["aws:elasticbeanstalk:healthreporting:system"]["SystemType"] == "enhanced"
+    assert options["aws:elasticbeanstalk:cloudwatch:logs"]["StreamLogs"] == "true"
+    assert options["aws:elasticbeanstalk:environment"]["LoadBalancerType"] == "application"
+
+
+def test_eb_https_listener_and_redirect():
+    doc = eb_config("https.config.template")
+    listener = doc["option_settings"]["aws:elbv2:listener:443"]
+    assert listener["Protocol"] == "HTTPS" and listener["SSLCertificateArns"] == "@EB_CERTIFICATE_ARN@"
+    assert listener["SSLPolicy"].startswith("ELBSecurityPolicy-TLS13")
+    port80 = doc["Resources"]["AWSEBV2LoadBalancerListener"]
+    assert port80["Type"] == "AWS::ElasticLoadBalancingV2::Listener"
+    assert port80["Properties"]["Port"] == 80
+    assert port80["Properties"]["LoadBalancerArn"] == {"Ref": "AWSEBV2LoadBalancer"}
+    [action] = port80["Properties"]["DefaultActions"]
+    assert action == {"Type": "redirect", "RedirectConfig": {
+        "Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"}}
+
+
+def test_eb_migrates_once_per_deployment():
+    commands = eb_config("10_migrate.config")["container_commands"]
+    assert list(commands) == ["01_migrate"]
+    assert commands["01_migrate"]["leader_only"] is True
+    assert commands["01_migrate"]["command"] == "bash .platform/scripts/migrate.sh docker-compose.yml"
+    script = (ROOT / ".platform/scripts/migrate.sh").read_text()
+    assert "run -- python app/manage.py migrate --noinput" in script
 
 
 def repo_files():
@@ -385,6 +544,7 @@ LOCAL_FILES = {
     ".elasticbeanstalk/config.yml", ".elasticbeanstalk/prod.cfg.yml", "logs/nginx/access.log",
     ".git/HEAD", ".git/config", "target/debug/procrun", "target/release/procrun",
     "app/project/__pycache__/settings.cpython-313.pyc",
+    "app/db.sqlite3", "dist/eb/v1.4.0-docker.zip",
 }
 
 
@@ -402,7 +562,10 @@ def test_ebignore_bundle_contents():
     expected = {
         "docker-compose.yml",
         ".ebextensions/01_envvars.config",
+        ".ebextensions/02_deployment.config",
+        ".ebextensions/10_migrate.config",
         ".platform/hooks/postdeploy/01_prune_images.sh",
+        ".platform/scripts/migrate.sh",
         ".elasticbeanstalk/prod.cfg.yml",
     }
     assert bundle == expected
@@ -418,14 +581,16 @@ def test_dockerignore_context():
         assert required in context, required
     for f in context:
         assert Path(f).name != ".env", f
-        assert not f.startswith((".git/", "target/", "app/dist/", ".elasticbeanstalk/", "tests/", "logs/"))
+        assert not f.startswith((".git/", "target/", "app/dist/", ".elasticbeanstalk/", "tests/", "logs/", "dist/"))
+        assert not f.endswith(".sqlite3"), f
         assert "__pycache__" not in f
 
 
 def test_gitignore_keeps_secrets_and_output_out():
     spec = pathspec.PathSpec.from_lines("gitignore", (ROOT / ".gitignore").read_text().splitlines())
     for path in (".env", "environments/dev/.env", "environments/prod/.env",
-                 "app/dist/css/app.css", "logs/nginx/access.log", ".elasticbeanstalk/config.yml"):
+                 "app/dist/css/app.css", "logs/nginx/access.log", ".elasticbeanstalk/config.yml",
+                 "app/db.sqlite3", "dist/eb/v1.4.0-docker.zip"):
         assert spec.match_file(path), f"{path} is not ignored by .gitignore"
     for path in ("environments/dev/.env.example", "app/static/css/app.css", ".elasticbeanstalk/prod.cfg.yml"):
         assert not spec.match_file(path), f"{path} must stay tracked"
@@ -457,15 +622,20 @@ def procfile_entries(path):
 
 def test_procfiles():
     prod = procfile_entries("environments/prod/Procfile")
-    assert list(prod) == ["web"]
+    # release first (procrun's release phase: a type named release runs to completion first).
+    assert list(prod) == ["release", "web"]
+    assert prod["release"] == "exec python app/manage.py migrate --noinput"
     assert prod["web"].startswith("exec gunicorn ")
     assert "/etc/gunicorn/gunicorn.conf.py" in prod["web"]
     assert "--chdir app" in prod["web"] and prod["web"].endswith("project.wsgi:application")
     dev = procfile_entries("environments/dev/Procfile")
-    assert set(dev) == {"web", "cdn"}
+    assert list(dev) == ["release", "web", "cdn"]
+    assert dev["release"] == prod["release"]
     assert "runserver_plus" in dev["web"] and "exec python" in dev["web"]
     assert "http.server" in dev["cdn"] and "--directory app/dist" in dev["cdn"]
     assert "${CDN_PORT:-8010}" in dev["cdn"] and "${WEB_PORT:-8080}" in dev["web"]
+    nginx = procfile_entries("docker/nginx/Procfile")
+    assert nginx == {"nginx": "exec /docker-entrypoint.sh nginx -g 'daemon off; pid /tmp/nginx.pid;'"}
 
 
 @pytest.mark.parametrize("env_name", ["dev", "prod"])
@@ -479,8 +649,11 @@ def test_env_examples_cover_settings(env_name):
     settings_py = (ROOT / "app/project/settings.py").read_text()
     used = set(re.findall(r'env_(?:str|bool|list|int)\("([A-Z_]+)"', settings_py))
     used |= set(re.findall(r'os\.environ\.get\("(ENV_[A-Z_]+)"', settings_py))
-    optional = {"ENV_SILENCED_SYSTEM_CHECKS", "ENV_HSTS_INCLUDE_SUBDOMAINS", "ENV_HSTS_PRELOAD", "ENV_CSRF_TRUSTED_ORIGINS"}
+    optional = {"ENV_SILENCED_SYSTEM_CHECKS", "ENV_HSTS_INCLUDE_SUBDOMAINS", "ENV_HSTS_PRELOAD",
+                "ENV_CSRF_TRUSTED_ORIGINS", "ENV_DB_CONN_MAX_AGE"}
+    optional |= {k for k in used if k.startswith("RDS_")}  # set by EB for an attached RDS database
     assert used - optional - set(keys) == set()
+    assert "DATABASE_URL" in keys
     for key, value in pairs:
         assert re.fullmatch(r"[A-Z][A-Z0-9_]*", key)
         assert not re.search(r"[\"'$`\\ ]", value), f"{key}: keep values in the common .env subset"

@@ -65,7 +65,14 @@ def test_musl_release_binary_is_static(rust_context):
     next one checks the same property with the glibc target."""
     if not musl_target_installed():
         pytest.skip(f"Rust target {MUSL} is not installed (rustup target add {MUSL})")
-    cargo_build(rust_context, "--target", MUSL)
+    # Linked as the stage links it (rust-lld, from the stage's ENV).
+    from test_offline import dockerfile_instructions
+    env = dict(os.environ)
+    for name, instr, args in dockerfile_instructions("docker/django/prod/Dockerfile"):
+        if name == "procrun-build" and instr == "ENV":
+            env.update(item.split("=", 1) for item in args.split())
+    assert env["CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER"] == "rust-lld"
+    cargo_build(rust_context, "--target", MUSL, env=env)
     assert_static(str(TARGET_DIR / MUSL / "release" / "procrun"))
 
 
