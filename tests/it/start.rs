@@ -317,3 +317,26 @@ fn running_out_of_descriptors_reports_the_cause_and_leaves_nothing() {
     r.assert_no_panic();
     r.assert_clean();
 }
+
+/// README's quick start: the bundled example runs as the README describes (the worker's five
+/// jobs, then procrun stops the others and exits with the worker's code).
+#[test]
+fn the_readme_example_runs_as_described() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (code, out, err) = procrun(
+        root,
+        &["-f", "example/Procfile", "-e", "example/app.env", "start"],
+    )
+    .run();
+    assert_eq!(code, 0, "{out}{err}");
+    for want in [
+        "web.1    | serving on port 5000 (hello from example/app.env)",
+        "worker.1 | processed job 5",
+        "worker.1 | queue empty, exiting",
+        "system   | worker.1 stopped (rc=0)",
+        "clock.1  | got SIGTERM, saving state",
+        "system   | clock.1 stopped (rc=0)",
+    ] {
+        assert!(out.contains(want), "{want:?} missing:\n{out}");
+    }
+}
