@@ -105,11 +105,13 @@ def test_orphans_are_reaped(prod):
 
 
 def test_run_exits_with_the_command_status(containers):
-    """The single-command form as a container init (ENTRYPOINT is procrun)."""
-    name = containers("exit-7").name  # removed by the fixture should the run hang
-    result = docker("run", "--rm", "--name", name, "--network", "none", PROD_IMAGE,
-                    "run", "--", "sh", "-c", "exit 7", timeout=60, check=False)
-    assert result.returncode == 7, result.stdout + result.stderr
+    """The single-command form as a container init (ENTRYPOINT is procrun), written either
+    way: `docker run IMAGE run -- CMD` or `docker run IMAGE procrun run -- CMD`."""
+    for i, words in enumerate((["run", "--"], ["procrun", "run", "--"])):
+        name = containers(f"exit-7-{i}").name  # removed by the fixture should the run hang
+        result = docker("run", "--rm", "--name", name, "--network", "none", PROD_IMAGE,
+                        *words, "sh", "-c", "exit 7", timeout=60, check=False)
+        assert result.returncode == 7, (words, result.stdout + result.stderr)
 
 
 def test_stop_during_slow_request_completes_it(containers, network):
