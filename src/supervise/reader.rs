@@ -43,21 +43,15 @@ impl ReaderState {
     }
 }
 
-/// Sent when a reader is through (`generation` tells a restarted process's readers apart).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Eof {
-    pub(crate) index: usize,
-    pub(crate) generation: u32,
-}
-
 /// What a reader needs.
 pub(crate) struct Reader {
+    /// The printer's source for these lines.
     pub(crate) index: usize,
-    pub(crate) generation: u32,
     pub(crate) output: OwnedFd,
     pub(crate) printer: Rc<Printer>,
     pub(crate) state: Rc<ReaderState>,
-    pub(crate) done: UnboundedSender<Eof>,
+    /// Told when the reader is through (the state says whose).
+    pub(crate) done: UnboundedSender<()>,
     /// A read buffer shared by every reader (they never hold it across an await).
     pub(crate) buf: Rc<RefCell<Vec<u8>>>,
 }
@@ -88,10 +82,7 @@ impl Reader {
         }
         self.state.idle_since.set(None);
         self.state.eof.set(true);
-        let _ = self.done.send(Eof {
-            index: self.index,
-            generation: self.generation,
-        });
+        let _ = self.done.send(());
     }
 }
 

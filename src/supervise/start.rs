@@ -20,7 +20,7 @@
 
 use super::board::Board;
 use super::machine::{Action, Event, Machine, Settings, Spec, Status, signal_name};
-use super::reader::{Eof, Reader, ReaderState};
+use super::reader::{Reader, ReaderState};
 use super::reaper::{self, Children};
 use super::signals::Signals;
 use super::spawn::{self, BaseEnv};
@@ -145,7 +145,8 @@ struct Runner {
     printer: Rc<Printer>,
     /// Every reader not at EOF yet (a restarted process's old one included).
     readers: Vec<Rc<ReaderState>>,
-    eof_tx: mpsc::UnboundedSender<Eof>,
+    /// Wakes the loop when a reader reaches EOF.
+    eof_tx: mpsc::UnboundedSender<()>,
     ready_tx: mpsc::UnboundedSender<ReadyMsg>,
     buf: Rc<RefCell<Vec<u8>>>,
     signalled_groups: HashSet<i32>,
@@ -262,7 +263,7 @@ impl Runner {
     async fn supervise(
         &mut self,
         signals: &mut Signals,
-        eof_rx: &mut mpsc::UnboundedReceiver<Eof>,
+        eof_rx: &mut mpsc::UnboundedReceiver<()>,
         ready_rx: &mut mpsc::UnboundedReceiver<ReadyMsg>,
     ) {
         // A child may have exited before the loop started: reap once before waiting.
@@ -300,7 +301,7 @@ impl Runner {
     async fn read_what_is_left(
         &mut self,
         signals: &mut Signals,
-        eof_rx: &mut mpsc::UnboundedReceiver<Eof>,
+        eof_rx: &mut mpsc::UnboundedReceiver<()>,
     ) {
         let gone_at = Instant::now();
         loop {
@@ -416,7 +417,6 @@ impl Runner {
         if let Some(output) = child.output {
             let reader = Reader {
                 index: i,
-                generation: slot.generation,
                 output,
                 printer: Rc::clone(&self.printer),
                 state,
