@@ -413,6 +413,11 @@ impl Runner {
             .system(&format!("{} started (pid={pid})", inst.name));
         let state = Rc::new(ReaderState::default());
         slot.reader = Some(Rc::clone(&state));
+        if slot.generation > 1 {
+            // A restart: forget the readers that are through (a long-lived run restarts
+            // without bound; the first start of thousands of processes needs no pass).
+            self.readers.retain(|r| !r.eof.get());
+        }
         self.readers.push(Rc::clone(&state));
         if let Some(output) = child.output {
             let reader = Reader {
