@@ -132,9 +132,13 @@ pub fn skip_without_ns(test: &str) -> bool {
 /// as it wakes whatever the CPU load from ordinary processes, which nice cannot promise: with
 /// autogroups each session (every procrun child leads one) competes at the same weight.
 pub fn set_realtime() {
-    let param = libc::sched_param { sched_priority: 1 };
-    // SAFETY: a valid sched_param for the calling thread; async-signal-safe.
-    unsafe { libc::sched_setscheduler(0, libc::SCHED_RR, &param) };
+    // SAFETY: sched_param is a plain C struct (more fields on musl) for which all-zero bytes
+    // are valid; sched_setscheduler on the calling thread is async-signal-safe.
+    unsafe {
+        let mut param: libc::sched_param = std::mem::zeroed();
+        param.sched_priority = 1;
+        libc::sched_setscheduler(0, libc::SCHED_RR, &param);
+    }
 }
 
 /// The real python3 (not a pyenv shim, which forks a bash first).
