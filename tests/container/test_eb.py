@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import COMPOSE, DOCKER, NGINX_IMAGE, PREFIX, PROD_IMAGE, ROOT, http_get, prod_env
+from conftest import COMPOSE, DOCKER, NGINX_IMAGE, PREFIX, PROD_IMAGE, ROOT, http_get, prod_env, wait_until
 
 # What the EB platform has that this machine has not: the bundle's ports and host paths moved
 # to the test's own, and health checks every 2 s instead of 30 s (Engine 20.10 has no start
@@ -107,9 +107,11 @@ def test_bundle_compose_serves_and_writes_the_healthd_log(bundle, tmp_path):
         port = compose("port", "nginx", "80").stdout.strip().rpartition(":")[2]
         status, _, body = http_get(f"http://127.0.0.1:{port}/", headers={"Host": "localhost"})
         assert status == 200 and b"procrun reference app" in body, body
-        files = sorted(healthd.glob("application.log.*"))
-        assert files, f"no healthd log in {healthd}"
-        assert re.search(r'^\d+\.\d+"/"200"', files[-1].read_text(), re.M), files[-1].read_text()
+        # nginx logs a request after it has answered it: wait for the line.
+        def logged():
+            files = sorted(healthd.glob("application.log.*"))
+            return files and re.search(r'^\d+\.\d+"/"200"', files[-1].read_text(), re.M)
+        wait_until(logged, 20, f"the request in the healthd log in {healthd}")
         nginx_logs = compose("logs", "--no-color", "nginx").stdout
         assert "Permission denied" not in nginx_logs and "[crit]" not in nginx_logs, nginx_logs
         # The containers run the web process only: the migration was the leader's job.

@@ -42,3 +42,6 @@ mod probe;
 
 /// The status endpoint of `start --status-addr`, readiness checks and `procrun status`.
 mod status;
+
+/// The source tree's layers: `use crate::` only points down.
+mod layout;
