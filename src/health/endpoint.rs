@@ -316,8 +316,7 @@ fn health(entries: &[Entry]) -> (u16, String) {
         .filter(|e| !e.is_ready())
         .map(|e| {
             let why = match (e.state, e.exit_code) {
-                ("stopped", Some(code)) => format!("stopped, exit {code}"),
-                (_, Some(code)) => format!("exited, exit {code}"),
+                (state, Some(code)) => format!("{state}, exit {code}"),
                 ("running" | "starting", None) => "not ready".to_string(),
                 (state, None) => state.to_string(),
             };

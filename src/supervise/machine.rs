@@ -405,15 +405,15 @@ impl Machine {
         let p = &self.procs[i];
         let (state, pid, ready, exit) = match p.state {
             State::Waiting | State::Spawning => ("waiting", None, false, None),
+            // Exited (its output may still be draining): stopped, as observers see it.
             State::Running {
-                pid, ready, exited, ..
-            } => {
-                let label = if ready || exited.is_some() {
-                    "running"
-                } else {
-                    "starting"
-                };
-                (label, Some(pid), ready && exited.is_none(), exited)
+                pid,
+                exited: Some(status),
+                ..
+            } => ("stopped", Some(pid), false, Some(status)),
+            State::Running { pid, ready, .. } => {
+                let label = if ready { "running" } else { "starting" };
+                (label, Some(pid), ready, None)
             }
             State::BackingOff { .. } => ("backing off", None, false, None),
             State::Stopped { status } => ("stopped", None, false, status),
@@ -1027,6 +1027,33 @@ mod tests {
         r.event(Event::Signal { signo: TERM })
             .event(Event::Signal { signo: INT });
         assert!(r.m.escalated());
+    }
+
+    #[test]
+    fn view_follows_a_process_through_its_life() {
+        let mut release = spec("release.1");
+        release.before = Some(0);
+        let mut web = spec("web.1");
+        web.has_check = true;
+        let mut r = Run::new(vec![release, web], settings());
+        let seen = |r: &Run| {
+            let v = r.m.view(1);
+            (v.state, v.pid, v.ready, v.exit)
+        };
+        assert_eq!(seen(&r), ("waiting", None, false, None));
+        r.stop(0, Status::Code(0));
+        assert_eq!(seen(&r), ("starting", Some(101), false, None));
+        r.event(Event::Ready { i: 1 });
+        assert_eq!(seen(&r), ("running", Some(101), true, None));
+        // Reaped, output still draining: observers already see it stopped, with its code.
+        r.event(Event::Exited {
+            i: 1,
+            status: Status::Code(137),
+        });
+        let code = Some(Status::Code(137));
+        assert_eq!(seen(&r), ("stopped", Some(101), false, code));
+        r.event(Event::OutputDone { i: 1 });
+        assert_eq!(seen(&r), ("stopped", None, false, code));
     }
 
     #[test]
