@@ -649,7 +649,13 @@ fn signal_storm_is_survived(mode: Mode) {
     assert!(took < Duration::from_secs(3), "took {took:?}");
     for f in ["a", "b"] {
         let usr1 = s.count(f, "got USR1");
-        assert!(usr1 >= 1, "{f} saw no USR1");
+        assert!(
+            usr1 >= 1,
+            "{f} saw no USR1: {}\n{}\n{}",
+            s.read(f),
+            r.out(),
+            r.err()
+        );
         assert_eq!(s.count(f, "got TERM"), 1, "{f}: {}", s.read(f));
         eprintln!("storm {mode:?}: {f} saw {usr1} USR1");
     }

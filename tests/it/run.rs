@@ -150,21 +150,21 @@ fn orphans_are_reaped(mode: Mode) {
 /// Records every signal named on its command line, by name, in the file given first; exits 0
 /// on SIGTERM.
 const EVERY_SIGNAL: &str = r#"
-import os, signal, sys, time
+import os, signal, sys
 f = sys.argv[1]
+handled = [getattr(signal, name) for name in sys.argv[2].split(",")]
 def log(s):
     fd = os.open(f, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.write(fd, (s + "\n").encode())
     os.close(fd)
-def on(sig, frame):
+# Taken one at a time (blocked, then waited for), so each is logged before the next.
+signal.pthread_sigmask(signal.SIG_BLOCK, handled)
+log("ready")
+while True:
+    sig = signal.sigwaitinfo(handled).si_signo
     log("got " + signal.Signals(sig).name)
     if sig == signal.SIGTERM:
         os._exit(0)
-for name in sys.argv[2].split(","):
-    signal.signal(getattr(signal, name), on)
-log("ready")
-while True:
-    time.sleep(1000)
 "#;
 
 /// Every catchable signal procrun gets is forwarded to the command, one by one (SIGPIPE

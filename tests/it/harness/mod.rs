@@ -195,22 +195,23 @@ pub const RECORDER: &str = r#"
 import os, signal, sys, time
 f = sys.argv[1]
 cleanup = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+FATAL = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+HANDLED = FATAL + (signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT)
 def log(s):
     fd = os.open(f, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.write(fd, (s + "\n").encode())
     os.close(fd)
-FATAL = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
-def on(sig, frame):
+# Signals are taken one at a time, lowest number first, and each is logged before the next:
+# handlers could run one inside another and exit before an earlier signal was written down.
+signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+log("ready")
+while True:
+    sig = signal.sigwaitinfo(HANDLED).si_signo
     log("got " + signal.Signals(sig).name[3:])
     if sig in FATAL:
         time.sleep(cleanup)
         log("clean exit")
         os._exit(0)
-for s in FATAL + (signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT):
-    signal.signal(s, on)
-log("ready")
-while True:
-    time.sleep(1000)
 "#;
 
 /// A temporary directory, removed on drop.
