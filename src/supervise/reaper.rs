@@ -51,8 +51,8 @@ pub(crate) fn become_subreaper() {
     }
 }
 
-/// Every live descendant of procrun as `(pid, pgid)`, from `/proc`.
-pub(crate) fn descendants() -> Vec<(Pid, Pid)> {
+/// Every live descendant of procrun with its stat, from `/proc`.
+pub(crate) fn descendants() -> Vec<(Pid, super::procfs::Stat)> {
     let me = std::process::id() as i32;
     let mut children: HashMap<i32, Vec<(i32, super::procfs::Stat)>> = HashMap::new();
     for (pid, stat) in super::procfs::all() {
@@ -67,7 +67,7 @@ pub(crate) fn descendants() -> Vec<(Pid, Pid)> {
             }
             stack.push(c);
             if stat.is_alive() {
-                out.push((Pid::from_raw(c), Pid::from_raw(stat.pgid)));
+                out.push((Pid::from_raw(c), stat));
             }
         }
     }

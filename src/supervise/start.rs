@@ -138,6 +138,12 @@ enum GaveUp {
     Escalated,
 }
 
+/// A group's stop signal, and the time it was sent (`None`: the clock could not be read).
+struct Signalled {
+    sig: Signal,
+    at: Option<u64>,
+}
+
 struct Runner {
     machine: Machine,
     plan: Plan,
@@ -149,7 +155,8 @@ struct Runner {
     eof_tx: mpsc::UnboundedSender<()>,
     ready_tx: mpsc::UnboundedSender<ReadyMsg>,
     buf: Rc<RefCell<Vec<u8>>>,
-    signalled_groups: HashSet<i32>,
+    /// The groups that got their stop signal: which signal, and when (see `sweep`).
+    signalled_groups: HashMap<i32, Signalled>,
     /// Managed processes not reaped yet, by pid.
     by_pid: HashMap<i32, usize>,
     /// Instances whose process exited and whose output is not reported done yet.
@@ -227,7 +234,7 @@ async fn run_async(
         eof_tx,
         ready_tx,
         buf: Rc::new(RefCell::new(vec![0u8; 64 * 1024])),
-        signalled_groups: HashSet::new(),
+        signalled_groups: HashMap::new(),
         by_pid: HashMap::new(),
         draining: Vec::new(),
         exec_errors,
@@ -463,8 +470,12 @@ impl Runner {
             signal_name(signo),
             self.plan.instances[i].name
         ));
+        // The clock is read before the signal, so every process forked after it is seen
+        // as such by the sweep.
+        let at = super::procfs::boot_ticks();
         reaper::signal_group(pid, sig);
-        self.signalled_groups.insert(pid.as_raw());
+        self.signalled_groups
+            .insert(pid.as_raw(), Signalled { sig, at });
         // A stopped process cannot act on its stop signal until it is continued (systemd
         // does the same); running ones are not sent an extra signal. The leader may show D
         // rather than T: a shell that vforked a child which was stopped before its exec.
@@ -476,6 +487,15 @@ impl Runner {
     }
 
     /// Every managed process has stopped: SIGTERM (or SIGKILL) to leftover descendants.
+    ///
+    /// A leftover in a group that already got its stop signal is not signalled again (a
+    /// process shutting down gracefully may take a second signal as "hurry"), unless it was
+    /// forked after that signal and so never got it: a shell that had signals blocked around
+    /// its fork (dash does, for the fork and exec of each command) takes the group's signal
+    /// alone, forks, then dies of it, and the new child is left running. That one gets the
+    /// group's signal now. Start times are in clock ticks, so a process forked in the same
+    /// tick just before the signal is also signalled twice: rare, and harmless next to a
+    /// run that waits out the whole grace for a process nobody signalled.
     fn sweep(&mut self, kill: bool) {
         let left = self.leftovers();
         if kill {
@@ -484,24 +504,31 @@ impl Runner {
             }
             return;
         }
-        let mut termed = 0;
-        for (pid, pgid) in &left {
-            // Members of groups that already got their stop signal are not signalled twice.
-            if !self.signalled_groups.contains(&pgid.as_raw()) {
-                reaper::signal_pid(*pid, Signal::SIGTERM);
-                termed += 1;
+        let mut sent: Vec<(Signal, usize)> = Vec::new();
+        for (pid, stat) in &left {
+            let sig = match self.signalled_groups.get(&stat.pgid) {
+                None => Signal::SIGTERM,
+                Some(g) if g.at.is_none_or(|at| stat.start >= at) => g.sig,
+                Some(_) => continue,
+            };
+            reaper::signal_pid(*pid, sig);
+            match sent.iter_mut().find(|(s, _)| *s == sig) {
+                Some((_, n)) => *n += 1,
+                None => sent.push((sig, 1)),
             }
         }
-        if termed > 0 {
-            self.printer
-                .system(&format!("sending SIGTERM to {termed} leftover process(es)"));
+        for (sig, n) in sent {
+            self.printer.system(&format!(
+                "sending {} to {n} leftover process(es)",
+                signal_name(sig as i32)
+            ));
         }
     }
 
     /// Live descendants after a reaping pass. When `waitpid` reports no children there are
     /// none (an orphan is re-parented to procrun, the subreaper, before its parent can be
     /// reaped), so `/proc` is only read while something is left.
-    fn leftovers(&mut self) -> Vec<(Pid, Pid)> {
+    fn leftovers(&mut self) -> Vec<(Pid, super::procfs::Stat)> {
         self.reap();
         if self.no_children {
             Vec::new()

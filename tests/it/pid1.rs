@@ -18,6 +18,7 @@ both_modes!(
     shutdown_after_a_child_exit_escalates_too,
     second_signal_during_grace_escalates_to_sigkill,
     final_sweep_terminates_escaped_processes,
+    a_child_forked_after_its_groups_signal_gets_it_in_the_sweep,
     double_forked_orphans_are_reaped,
     fifty_simultaneous_exits_are_all_reported,
     instantly_exiting_child_reports_its_code,
@@ -210,6 +211,71 @@ fn final_sweep_terminates_escaped_processes(mode: Mode) {
         assert_eq!(s.count(f, "got TERM"), 1, "{f}: {}\n{out}", s.read(f));
         assert_eq!(s.count(f, "clean exit"), 1, "{f}: {}\n{out}", s.read(f));
     }
+    r.assert_no_panic();
+    r.assert_clean();
+}
+
+/// Stands in for dash, which blocks every signal around the fork and exec of each command: it
+/// holds SIGTERM blocked until the group's SIGTERM is pending, forks (the child, created after
+/// the signal, never gets it) and execs the command in the child, waits for the child's
+/// recorder to be ready, then unblocks and dies of the signal.
+const LATE_FORK: &str = r#"
+import os, signal, sys, time
+log, cmd = sys.argv[1], sys.argv[2:]
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+print("TERM blocked", flush=True)
+while signal.SIGTERM not in signal.sigpending():
+    time.sleep(0.005)
+if os.fork() == 0:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    os.execv(cmd[0], cmd)
+while not (os.path.exists(log) and "ready" in open(log).read()):
+    time.sleep(0.005)
+print("forked after the signal", flush=True)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+time.sleep(60)
+"#;
+
+/// The stress test's rare slow shutdown made certain: a process forked into a group after the
+/// group's SIGTERM gets SIGTERM (once) in the final sweep, not SIGKILL at the end of a 30 s
+/// grace. (Members that got the group's signal are not signalled twice: T12.)
+fn a_child_forked_after_its_groups_signal_gets_it_in_the_sweep(mode: Mode) {
+    let s = Dir::new("late-fork");
+    s.write("late_fork.py", LATE_FORK);
+    let pf = s.procfile(&[(
+        "a",
+        format!(
+            "exec {} -I -S {} {} {}",
+            python(),
+            s.file("late_fork.py").display(),
+            s.file("late").display(),
+            s.recorder("late", 0.1)
+        ),
+    )]);
+    let mut r = procrun(s.path(), &start(&pf, &["-t", "30"]))
+        .mode(mode)
+        .spawn();
+    r.wait_for("TERM blocked", T);
+    let t0 = Instant::now();
+    r.signal(SIGTERM);
+    let exit = r.expect_exit(T);
+    let took = t0.elapsed();
+    let out = r.out();
+    assert_eq!(exit, Exit::Code(143), "{out}");
+    assert!(out.contains("forked after the signal"), "{out}");
+    assert_eq!(
+        lines_with(&out, "sending SIGTERM to 1 leftover process(es)"),
+        1,
+        "{out}"
+    );
+    assert_eq!(s.count("late", "got TERM"), 1, "{}\n{out}", s.read("late"));
+    assert_eq!(
+        s.count("late", "clean exit"),
+        1,
+        "{}\n{out}",
+        s.read("late")
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}: {out}");
     r.assert_no_panic();
     r.assert_clean();
 }
