@@ -1,5 +1,5 @@
 //! What procrun reads from `/proc`: a process's state, parent, group and start time
-//! (`/proc/PID/stat`).
+//! (`/proc/PID/stat`), and the last pid handed out (`/proc/loadavg`).
 
 /// The fields of `/proc/PID/stat` procrun uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,16 +37,6 @@ pub(crate) fn parse_stat(text: &str) -> Option<Stat> {
     })
 }
 
-/// Now, on the clock of [`Stat::start`]: `CLOCK_BOOTTIME` in clock ticks, rounded down as the
-/// kernel rounds a start time. A process forked after this call has a start at or above it.
-pub(crate) fn boot_ticks() -> Option<u64> {
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
-    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
-    let ns =
-        u64::try_from(now.tv_sec()).ok()? * 1_000_000_000 + u64::try_from(now.tv_nsec()).ok()?;
-    Some(ns / (1_000_000_000 / u64::try_from(hz).ok().filter(|&h| h > 0)?))
-}
-
 /// The stat of `pid`, if it still exists.
 pub(crate) fn stat(pid: i32) -> Option<Stat> {
     parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
@@ -61,6 +51,56 @@ pub(crate) fn all() -> Vec<(i32, Stat)> {
         .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
         .filter_map(|pid| Some((pid, stat(pid)?)))
         .collect()
+}
+
+/// Now, on the clock of [`Stat::start`]: `CLOCK_BOOTTIME` in clock ticks, rounded down as the
+/// kernel rounds a start time. A process forked after this call has a start at or above it.
+pub(crate) fn boot_ticks() -> Option<u64> {
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+    let ns =
+        u64::try_from(now.tv_sec()).ok()? * 1_000_000_000 + u64::try_from(now.tv_nsec()).ok()?;
+    Some(ns / (1_000_000_000 / u64::try_from(hz).ok().filter(|&h| h > 0)?))
+}
+
+/// A point in the order of forks: the clock tick and the last pid the kernel handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ForkMark {
+    tick: u64,
+    /// `None`: `/proc/loadavg` could not be read.
+    last_pid: Option<i32>,
+}
+
+impl ForkMark {
+    /// Now. Taken before a signal is sent, every process forked after the signal is
+    /// [`forked_after`](Self::forked_after) the mark.
+    pub(crate) fn now() -> Option<ForkMark> {
+        let last_pid = std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|text| parse_loadavg(&text));
+        Some(ForkMark {
+            tick: boot_ticks()?,
+            last_pid,
+        })
+    }
+
+    /// Whether process `pid` (with `stat`) may have been forked after the mark: a later tick,
+    /// or the same tick and a pid handed out after the mark. A tick is 10 ms, and pids are
+    /// handed out in increasing order until they wrap around (a process forked in the same
+    /// tick as the mark, just as pids wrapped, counts as forked before it).
+    pub(crate) fn forked_after(&self, pid: i32, stat: &Stat) -> bool {
+        match stat.start.cmp(&self.tick) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal => self.last_pid.is_none_or(|last| pid > last),
+        }
+    }
+}
+
+/// The last pid handed out in procrun's PID namespace: the fifth field of `/proc/loadavg`
+/// (`0.00 0.01 0.05 1/123 4567`).
+fn parse_loadavg(text: &str) -> Option<i32> {
+    text.split_whitespace().nth(4)?.parse().ok()
 }
 
 #[cfg(test)]
@@ -98,15 +138,59 @@ mod tests {
     }
 
     #[test]
-    fn a_process_forked_later_starts_at_or_after_the_clock() {
+    fn fork_order() {
+        let stat = |start| Stat {
+            state: 'S',
+            ppid: 1,
+            pgid: 1,
+            start,
+        };
+        let mark = ForkMark {
+            tick: 500,
+            last_pid: Some(4567),
+        };
+        let unknown = ForkMark {
+            last_pid: None,
+            ..mark
+        };
+        type Case = (ForkMark, i32, u64, bool);
+        let cases: &[Case] = &[
+            (mark, 100, 501, true),   // a later tick, whatever the pid (wrapped)
+            (mark, 9000, 499, false), // an earlier tick, whatever the pid
+            (mark, 4568, 500, true),  // the same tick, a pid handed out after the mark
+            (mark, 4567, 500, false), // the same tick, the last pid before the mark
+            (mark, 12, 500, false),   // the same tick, an older pid
+            (unknown, 12, 500, true), // the same tick, no pid to compare: after
+            (unknown, 12, 499, false),
+        ];
+        for &(m, pid, start, want) in cases {
+            assert_eq!(
+                m.forked_after(pid, &stat(start)),
+                want,
+                "{m:?} {pid} {start}"
+            );
+        }
+        assert_eq!(parse_loadavg("0.00 0.01 0.05 1/123 4567\n"), Some(4567));
+        assert_eq!(parse_loadavg("0.00 0.01 0.05 1/123"), None);
+        assert!(ForkMark::now().is_some_and(|m| m.last_pid.is_some()));
+    }
+
+    #[test]
+    fn a_process_forked_later_is_after_the_mark() {
+        let mark = ForkMark::now().expect("a fork mark");
         let before = boot_ticks().expect("CLOCK_BOOTTIME");
         let mut child = std::process::Command::new("sleep")
             .arg("5")
             .spawn()
             .expect("spawn sleep");
-        let start = stat(child.id() as i32).map(|s| s.start);
+        let stat = stat(child.id() as i32);
         let _ = child.kill();
         let _ = child.wait();
-        assert!(start.expect("the child's stat") >= before);
+        let stat = stat.expect("the child's stat");
+        assert!(stat.start >= before);
+        assert!(mark.forked_after(child.id() as i32, &stat));
+        // This process was forked long before.
+        let me = super::stat(std::process::id() as i32).expect("this process's stat");
+        assert!(!mark.forked_after(std::process::id() as i32, &me));
     }
 }

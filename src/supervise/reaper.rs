@@ -91,7 +91,78 @@ pub(crate) fn signal_group(leader: Pid, sig: Signal) {
     }
 }
 
+/// The stop signal a process group got, and when.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GroupSignal {
+    pub(crate) sig: Signal,
+    /// Taken just before the signal; `None` if the clock could not be read.
+    pub(crate) mark: Option<super::procfs::ForkMark>,
+}
+
+impl GroupSignal {
+    /// Sends `sig` to the group led by `leader` (see [`signal_group`]) and says when.
+    pub(crate) fn send(leader: Pid, sig: Signal) -> GroupSignal {
+        let mark = super::procfs::ForkMark::now();
+        signal_group(leader, sig);
+        GroupSignal { sig, mark }
+    }
+
+    /// What the final sweep sends to `pid`, a leftover member of this group: nothing if it got
+    /// the group's signal, that signal if it may have missed it.
+    ///
+    /// A process that got its stop signal is not signalled again (one shutting down
+    /// gracefully may take a second signal as "hurry"). But one forked after the signal
+    /// never got it: a shell that had signals blocked around its fork (dash does, for the
+    /// fork and exec of each command) takes the group's signal alone, forks, then dies of it,
+    /// and its new child is left running, in the group. After a SIGKILL nothing is missed:
+    /// a fatal signal cuts short a fork in progress.
+    pub(crate) fn missed_by(&self, pid: Pid, stat: &super::procfs::Stat) -> Option<Signal> {
+        if self.sig == Signal::SIGKILL {
+            return None;
+        }
+        match self.mark {
+            Some(mark) if !mark.forked_after(pid.as_raw(), stat) => None,
+            _ => Some(self.sig),
+        }
+    }
+}
+
 /// Sends `sig` to one process, ignoring "no such process".
 pub(crate) fn signal_pid(pid: Pid, sig: Signal) {
     let _ = kill(pid, sig);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::supervise::procfs::{ForkMark, Stat};
+
+    #[test]
+    fn a_leftover_gets_its_groups_signal_again_only_if_it_missed_it() {
+        let stat = |start| Stat {
+            state: 'S',
+            ppid: 1,
+            pgid: 7,
+            start,
+        };
+        let mark = ForkMark::now();
+        assert!(mark.is_some());
+        let group = |sig, mark| GroupSignal { sig, mark };
+        let (before, after) = (stat(0), stat(u64::MAX));
+        let pid = Pid::from_raw(7);
+        type Case = (GroupSignal, Stat, Option<Signal>);
+        let cases: &[Case] = &[
+            (group(Signal::SIGTERM, mark), before, None),
+            (group(Signal::SIGTERM, mark), after, Some(Signal::SIGTERM)),
+            (group(Signal::SIGQUIT, mark), after, Some(Signal::SIGQUIT)),
+            // Without a clock, a member may have missed it.
+            (group(Signal::SIGTERM, None), before, Some(Signal::SIGTERM)),
+            // Nothing joins a group after a SIGKILL.
+            (group(Signal::SIGKILL, mark), after, None),
+            (group(Signal::SIGKILL, None), before, None),
+        ];
+        for (g, s, want) in cases {
+            assert_eq!(g.missed_by(pid, s), *want, "{g:?} {s:?}");
+        }
+    }
 }

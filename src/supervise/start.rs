@@ -138,12 +138,6 @@ enum GaveUp {
     Escalated,
 }
 
-/// A group's stop signal, and the time it was sent (`None`: the clock could not be read).
-struct Signalled {
-    sig: Signal,
-    at: Option<u64>,
-}
-
 struct Runner {
     machine: Machine,
     plan: Plan,
@@ -156,7 +150,7 @@ struct Runner {
     ready_tx: mpsc::UnboundedSender<ReadyMsg>,
     buf: Rc<RefCell<Vec<u8>>>,
     /// The groups that got their stop signal: which signal, and when (see `sweep`).
-    signalled_groups: HashMap<i32, Signalled>,
+    signalled_groups: HashMap<i32, reaper::GroupSignal>,
     /// Managed processes not reaped yet, by pid.
     by_pid: HashMap<i32, usize>,
     /// Instances whose process exited and whose output is not reported done yet.
@@ -470,12 +464,8 @@ impl Runner {
             signal_name(signo),
             self.plan.instances[i].name
         ));
-        // The clock is read before the signal, so every process forked after it is seen
-        // as such by the sweep.
-        let at = super::procfs::boot_ticks();
-        reaper::signal_group(pid, sig);
         self.signalled_groups
-            .insert(pid.as_raw(), Signalled { sig, at });
+            .insert(pid.as_raw(), reaper::GroupSignal::send(pid, sig));
         // A stopped process cannot act on its stop signal until it is continued (systemd
         // does the same); running ones are not sent an extra signal. The leader may show D
         // rather than T: a shell that vforked a child which was stopped before its exec.
@@ -486,16 +476,8 @@ impl Runner {
         }
     }
 
-    /// Every managed process has stopped: SIGTERM (or SIGKILL) to leftover descendants.
-    ///
-    /// A leftover in a group that already got its stop signal is not signalled again (a
-    /// process shutting down gracefully may take a second signal as "hurry"), unless it was
-    /// forked after that signal and so never got it: a shell that had signals blocked around
-    /// its fork (dash does, for the fork and exec of each command) takes the group's signal
-    /// alone, forks, then dies of it, and the new child is left running. That one gets the
-    /// group's signal now. Start times are in clock ticks, so a process forked in the same
-    /// tick just before the signal is also signalled twice: rare, and harmless next to a
-    /// run that waits out the whole grace for a process nobody signalled.
+    /// Every managed process has stopped: SIGTERM (or SIGKILL) to leftover descendants; a
+    /// member of a group that got its stop signal gets it again only if it missed it.
     fn sweep(&mut self, kill: bool) {
         let left = self.leftovers();
         if kill {
@@ -508,8 +490,10 @@ impl Runner {
         for (pid, stat) in &left {
             let sig = match self.signalled_groups.get(&stat.pgid) {
                 None => Signal::SIGTERM,
-                Some(g) if g.at.is_none_or(|at| stat.start >= at) => g.sig,
-                Some(_) => continue,
+                Some(group) => match group.missed_by(*pid, stat) {
+                    Some(sig) => sig,
+                    None => continue,
+                },
             };
             reaper::signal_pid(*pid, sig);
             match sent.iter_mut().find(|(s, _)| *s == sig) {
