@@ -26,31 +26,34 @@ const SHUTDOWN: [Signal; 4] = [
 
 /// The contents of `path` (a `what`: "Procfile", "env file"), or `None` if it does not exist.
 pub(crate) fn read(path: &Path, what: &'static str) -> Result<Option<Vec<u8>>, Error> {
-    let fail = |source| Error::Unreadable {
-        what,
-        path: path.to_path_buf(),
-        source,
-    };
     let result = match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => return Err(fail(std::io::Error::from_raw_os_error(libc::EISDIR))),
+        Ok(m) if m.is_dir() => Err(std::io::Error::from_raw_os_error(libc::EISDIR)),
         Ok(m) if m.is_file() => std::fs::read(path),
         Ok(_) => return read_interruptibly(path, what),
         Err(e) => Err(e),
     };
+    outcome(path, what, result)
+}
+
+/// A read's result as [`read`] gives it: only ENOENT is "missing".
+fn outcome(
+    path: &Path,
+    what: &'static str,
+    result: std::io::Result<Vec<u8>>,
+) -> Result<Option<Vec<u8>>, Error> {
     match result {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-        Err(e) => Err(fail(e)),
+        Err(source) => Err(Error::Unreadable {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
 /// Reads `path` on a helper thread; a shutdown signal meanwhile is `Error::Interrupted`.
 fn read_interruptibly(path: &Path, what: &'static str) -> Result<Option<Vec<u8>>, Error> {
-    let fail = |source| Error::Unreadable {
-        what,
-        path: path.to_path_buf(),
-        source,
-    };
     let mut set = SigSet::empty();
     for s in SHUTDOWN {
         set.add(s);
@@ -71,11 +74,7 @@ fn read_interruptibly(path: &Path, what: &'static str) -> Result<Option<Vec<u8>>
     };
     // Without a thread (out of resources), read here: blocking, as a plain read would.
     let Ok((sfd, done_r, rx)) = setup() else {
-        return match std::fs::read(path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-            Err(e) => Err(fail(e)),
-        };
+        return outcome(path, what, std::fs::read(path));
     };
     loop {
         let mut fds = [
@@ -84,7 +83,7 @@ fn read_interruptibly(path: &Path, what: &'static str) -> Result<Option<Vec<u8>>
         ];
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(fail(e.into())),
+            Err(e) => return outcome(path, what, Err(e.into())),
         }
         let signalled = fds[0].any().unwrap_or(false);
         let done = fds[1].any().unwrap_or(false);
@@ -95,12 +94,10 @@ fn read_interruptibly(path: &Path, what: &'static str) -> Result<Option<Vec<u8>>
             });
         }
         if done {
-            return match rx.recv() {
-                Ok(Ok(bytes)) => Ok(Some(bytes)),
-                Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-                Ok(Err(e)) => Err(fail(e)),
-                Err(_) => Err(fail(std::io::Error::other("the reading thread failed"))),
-            };
+            let result = rx
+                .recv()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the reading thread failed")));
+            return outcome(path, what, result);
         }
     }
 }

@@ -81,25 +81,23 @@ pub(crate) fn read_env_files(root: &Path, names: &[String], os: &OsEnv) -> Resul
     }
     // Where each key ends up in `vars`, keyed by the parsed entries' own strings.
     let mut index: HashMap<&str, usize, FastHash> = HashMap::default();
-    let mut slots: Vec<(usize, Option<String>, (usize, usize))> = Vec::new();
     for (file, entries) in &parsed {
         for e in entries {
             let Some(value) = e.value.clone().or_else(|| os.get(&e.key)) else {
                 continue;
             };
             match index.get(e.key.as_str()) {
-                Some(&i) => slots[i] = (slots[i].0, Some(value), (*file, e.line)),
+                Some(&i) => {
+                    out.vars[i].1 = value;
+                    out.origins[i] = (*file, e.line);
+                }
                 None => {
-                    index.insert(&e.key, slots.len());
-                    slots.push((out.vars.len(), Some(value), (*file, e.line)));
-                    out.vars.push((e.key.clone(), String::new()));
+                    index.insert(&e.key, out.vars.len());
+                    out.vars.push((e.key.clone(), value));
+                    out.origins.push((*file, e.line));
                 }
             }
         }
-    }
-    for (i, value, origin) in slots {
-        out.vars[i].1 = value.unwrap_or_default();
-        out.origins.push(origin);
     }
     Ok(out)
 }

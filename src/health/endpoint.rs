@@ -315,10 +315,10 @@ fn health(entries: &[Entry]) -> (u16, String) {
         .iter()
         .filter(|e| !e.is_ready())
         .map(|e| {
-            let why = match (e.state, e.exit_code) {
-                (state, Some(code)) => format!("{state}, exit {code}"),
-                ("running" | "starting", None) => "not ready".to_string(),
-                (state, None) => state.to_string(),
+            let why = match e.exit_code {
+                Some(code) => format!("{}, exit {code}", e.state),
+                None if e.is_alive() => "not ready".to_string(),
+                None => e.state.to_string(),
             };
             format!("{} ({why})", e.name)
         })
@@ -340,12 +340,8 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 fn uptime(e: &Entry, now: SystemTime) -> Option<u64> {
-    match (e.state, e.started_at, e.exit_code) {
-        ("running" | "starting", Some(t), None) => {
-            Some(now.duration_since(t).unwrap_or_default().as_secs())
-        }
-        _ => None,
-    }
+    let started = e.started_at.filter(|_| e.is_alive())?;
+    Some(now.duration_since(started).unwrap_or_default().as_secs())
 }
 
 /// `/status`: every process as JSON.
@@ -406,10 +402,12 @@ fn table(entries: &[Entry], now: SystemTime) -> String {
         .map(String::from),
     ];
     for e in entries {
-        let ready = match (e.is_ready(), e.state) {
-            (true, _) => "yes",
-            (false, "running" | "starting") if e.exit_code.is_none() => "no",
-            (false, _) => "-",
+        let ready = if e.is_ready() {
+            "yes"
+        } else if e.is_alive() {
+            "no"
+        } else {
+            "-"
         };
         let last = match (uptime(e, now), e.exit_code) {
             (_, Some(code)) => format!("exit {code}"),

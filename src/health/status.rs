@@ -32,16 +32,8 @@ pub(crate) fn run(opts: &Options) -> i32 {
     let fetched = crate::runtime::block_on_local(
         async {
             tokio::time::timeout(opts.timeout, async {
-                let mut last = String::from("no address");
-                for a in addr::resolve(&opts.addr).await? {
-                    match tokio::net::TcpStream::connect(a).await {
-                        Ok(stream) => {
-                            return http::get(stream, &authority, path, true, BODY_LIMIT).await;
-                        }
-                        Err(e) => last = format!("connect: {}", addr::reason(&e)),
-                    }
-                }
-                Err(last)
+                let stream = addr::connect(&opts.addr).await?;
+                http::get(stream, &authority, path, true, BODY_LIMIT).await
             })
             .await
             .unwrap_or_else(|_| Err("no answer in time".into()))

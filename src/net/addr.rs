@@ -114,6 +114,18 @@ pub(crate) async fn resolve(hp: &HostPort) -> Result<Vec<SocketAddr>, String> {
         .collect())
 }
 
+/// A TCP connection to the first address of `hp` that accepts one; else why the last failed.
+pub(crate) async fn connect(hp: &HostPort) -> Result<tokio::net::TcpStream, String> {
+    let mut last = String::from("no address");
+    for a in resolve(hp).await? {
+        match tokio::net::TcpStream::connect(a).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = format!("connect: {}", reason(&e)),
+        }
+    }
+    Err(last)
+}
+
 /// Looks `host` up on a blocking thread; the receiver gets the result.
 fn start_lookup(host: String) -> watch::Receiver<Lookup> {
     let (tx, rx) = watch::channel(None);

@@ -105,17 +105,6 @@ pub(crate) fn parse_target(text: &str) -> Result<Target, String> {
     }
 }
 
-async fn connect_tcp(hp: &HostPort) -> Result<tokio::net::TcpStream, String> {
-    let mut last = String::from("no address");
-    for a in addr::resolve(hp).await? {
-        match tokio::net::TcpStream::connect(a).await {
-            Ok(s) => return Ok(s),
-            Err(e) => last = format!("connect: {}", addr::reason(&e)),
-        }
-    }
-    Err(last)
-}
-
 /// One attempt, bounded by `timeout` (name resolution included): `Ok` when the target is
 /// healthy, else the reason.
 pub(crate) async fn check(
@@ -133,11 +122,11 @@ async fn check_inner(target: &Target, expect: &Expect) -> Result<(), String> {
     let need_body = expect.body.is_some();
     let response = match target {
         Target::Tcp { addr } => {
-            connect_tcp(addr).await?;
+            addr::connect(addr).await?;
             return Ok(());
         }
         Target::Http { addr, path } => {
-            let stream = connect_tcp(addr).await?;
+            let stream = addr::connect(addr).await?;
             http::get(stream, &addr.authority(), path, need_body, BODY_LIMIT).await?
         }
         Target::Unix { path, http_path } => {

@@ -32,11 +32,15 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
+    /// Starting or running (the view gives a process that exited its exit code and another
+    /// state).
+    pub(crate) fn is_alive(&self) -> bool {
+        matches!(self.state, "running" | "starting")
+    }
+
     /// Running, and its readiness check (if any) passed last time.
     pub(crate) fn is_ready(&self) -> bool {
-        self.state == "running"
-            && self.exit_code.is_none()
-            && (self.check.is_none() || self.check_ok == Some(true))
+        self.state == "running" && (self.check.is_none() || self.check_ok == Some(true))
     }
 }
 
