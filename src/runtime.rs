@@ -3,7 +3,7 @@
 use std::future::Future;
 
 /// The runtime, or `None` after a warning if it cannot be built (e.g. out of descriptors).
-pub(crate) fn new() -> Option<tokio::runtime::Runtime> {
+fn new() -> Option<tokio::runtime::Runtime> {
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

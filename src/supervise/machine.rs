@@ -630,10 +630,10 @@ impl Machine {
 
     /// `i` stopped for good: instances still waiting for it will never start.
     fn abandon_dependants(&mut self, i: usize, now: Instant, out: &mut Vec<Action>) {
-        let stuck: Vec<usize> = (0..self.procs.len())
-            .filter(|&j| {
-                self.procs[j].state == State::Waiting && self.procs[j].spec.deps.contains(&i)
-            })
+        let stuck: Vec<usize> = self.dependants[i]
+            .iter()
+            .copied()
+            .filter(|&j| self.procs[j].state == State::Waiting)
             .collect();
         for j in stuck {
             out.push(Action::Print(format!(

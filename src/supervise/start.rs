@@ -19,7 +19,7 @@
 //! exactly how many bytes it dropped.
 
 use super::board::Board;
-use super::machine::{Action, Event, Machine, Settings, Spec, Status, signal_name};
+use super::machine::{Action, Event, Machine, Settings, Spec, Status};
 use super::reader::{Reader, ReaderState};
 use super::reaper::{self, Children};
 use super::signals::Signals;
@@ -156,7 +156,6 @@ struct Runner {
     /// Instances whose process exited and whose output is not reported done yet.
     draining: Vec<usize>,
     exec_errors: spawn::ExecErrors,
-    no_children: bool,
     gave_up: Option<GaveUp>,
 }
 
@@ -171,13 +170,11 @@ pub(crate) fn run(mut plan: Plan, style: Style) -> i32 {
             return crate::error::EXIT_BAD_INPUT;
         }
     };
-    let Some(rt) = crate::runtime::new() else {
-        return crate::error::EXIT_BAD_INPUT;
-    };
     let services = std::mem::take(&mut plan.services);
-    let (code, gave_up) =
-        tokio::task::LocalSet::new().block_on(&rt, run_async(plan, services, Rc::clone(&printer)));
-    rt.shutdown_background();
+    let (code, gave_up) = crate::runtime::block_on_local(
+        run_async(plan, services, Rc::clone(&printer)),
+        (crate::error::EXIT_BAD_INPUT, None),
+    );
     let outcome = printer.finish();
     if outcome.dropped > 0 && !outcome.broken {
         let why = match gave_up {
@@ -232,7 +229,6 @@ async fn run_async(
         by_pid: HashMap::new(),
         draining: Vec::new(),
         exec_errors,
-        no_children: false,
         gave_up: None,
     };
     let actions = run.machine.start(Instant::now());
@@ -276,8 +272,7 @@ impl Runner {
             self.check_stall(now);
             if self.machine.sweeping() {
                 // Reap whatever exited (a coalesced SIGCHLD may still be pending).
-                self.reap();
-                if self.no_children {
+                if self.reap() == Children::None {
                     return;
                 }
             }
@@ -461,7 +456,7 @@ impl Runner {
         };
         self.printer.system(&format!(
             "sending {} to {} (pid {pid})",
-            signal_name(signo),
+            sig.as_str(),
             self.plan.instances[i].name
         ));
         self.signalled_groups
@@ -504,7 +499,7 @@ impl Runner {
         for (sig, n) in sent {
             self.printer.system(&format!(
                 "sending {} to {n} leftover process(es)",
-                signal_name(sig as i32)
+                sig.as_str()
             ));
         }
     }
@@ -513,19 +508,18 @@ impl Runner {
     /// none (an orphan is re-parented to procrun, the subreaper, before its parent can be
     /// reaped), so `/proc` is only read while something is left.
     fn leftovers(&mut self) -> Vec<(Pid, super::procfs::Stat)> {
-        self.reap();
-        if self.no_children {
+        if self.reap() == Children::None {
             Vec::new()
         } else {
             reaper::descendants()
         }
     }
 
-    fn reap(&mut self) {
+    /// Reaps what exited; says whether procrun has children left.
+    fn reap(&mut self) -> Children {
         let now = Instant::now();
         let mut exits = Vec::new();
         let children = reaper::reap(|pid, status| exits.push((pid, status)));
-        self.no_children = children == Children::None;
         for (pid, status) in exits {
             let status = match status {
                 WaitStatus::Exited(_, code) => Status::Code(code),
@@ -546,6 +540,7 @@ impl Runner {
             }
         }
         self.check_outputs(now);
+        children
     }
 
     /// Says why children could not exec (they reported it before exiting).
@@ -638,7 +633,9 @@ impl Runner {
             return;
         };
         match sig {
-            Signal::SIGCHLD => self.reap(),
+            Signal::SIGCHLD => {
+                self.reap();
+            }
             Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP | Signal::SIGQUIT => {
                 self.feed(Event::Signal { signo });
                 self.check_stall(Instant::now());
