@@ -85,6 +85,42 @@ def answers(url, status=200):
         return False
 
 
+class Compose:
+    """A Compose project of one test: `compose(*args)` runs `docker compose -p PROJECT -f FILE
+    ... ARGS` in `cwd` with `env` (plus the caller's DOCKER_HOST and HOME) and raises on
+    failure unless `check=False`; `up()` starts it and waits for every health check;
+    `down()` removes it."""
+
+    def __init__(self, project, files, cwd, env):
+        self.project = project
+        self.files = [arg for f in files for arg in ("-f", f)]
+        self.cwd = cwd
+        self.env = dict(env)
+        for key in ("DOCKER_HOST", "HOME"):
+            if key in os.environ:
+                self.env[key] = os.environ[key]
+
+    def __call__(self, *args, timeout=120, check=True):
+        cmd = [COMPOSE, "-p", self.project, *self.files, *args]
+        result = subprocess.run(cmd, cwd=self.cwd, env=self.env, capture_output=True, text=True,
+                                timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{cmd} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def up(self, wait=120):
+        """`up --wait` on the images already built; the logs in the error when it fails."""
+        up = self("up", "--detach", "--no-build", "--pull", "never", "--wait",
+                  "--wait-timeout", str(wait), timeout=wait + 60, check=False)
+        if up.returncode != 0:
+            logs = self("logs", "--no-color", check=False)
+            raise AssertionError(f"compose up failed:\n{up.stderr}\n{logs.stdout}\n{logs.stderr}")
+
+    def down(self):
+        self("down", "--volumes", "--remove-orphans", "--timeout", "5", check=False)
+
+
 class Container:
     """A container of one test, named PREFIX-<name>; removed by the `containers` fixture."""
 

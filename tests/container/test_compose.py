@@ -5,15 +5,13 @@ file (baked into its image) under its content-hashed name, passes on the scheme 
 the Docker network (a private range, like the load balancer's) tells it, and `down` stops
 both gracefully."""
 import json
-import os
 import re
 import shutil
-import subprocess
 import time
 
 import pytest
 
-from conftest import (COMPOSE, NGINX_IMAGE, PREFIX, PROD_IMAGE, ROOT, docker, http_get,
+from conftest import (Compose, NGINX_IMAGE, PREFIX, PROD_IMAGE, ROOT, docker, http_get,
                       prod_env)
 
 COMPOSE_FILE = "docker/django/prod/docker-compose.yml"
@@ -47,32 +45,15 @@ def stack(tmp_path):
         "IMAGE_TAG": django_tag,
         "HTTP_PORT": "127.0.0.1:",  # -> 127.0.0.1::80, an ephemeral port on loopback
     }
-    for key in ("DOCKER_HOST", "HOME"):
-        if key in os.environ:
-            env[key] = os.environ[key]
-
-    def compose(*args, timeout=120, check=True):
-        cmd = [COMPOSE, "-p", project, "-f", COMPOSE_FILE, *args]
-        result = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True,
-                                timeout=timeout)
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"{cmd} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
-        return result
-
-    compose.project = project
+    compose = Compose(project, [COMPOSE_FILE], tree, env)
     try:
         yield compose
     finally:
-        compose("down", "--volumes", "--remove-orphans", "--timeout", "5", check=False)
+        compose.down()
 
 
 def test_compose_up_serves_through_nginx_and_down_is_graceful(stack):
-    up = stack("up", "--detach", "--no-build", "--pull", "never", "--wait",
-               "--wait-timeout", "180", timeout=240, check=False)
-    if up.returncode != 0:
-        logs = stack("logs", "--no-color", check=False)
-        raise AssertionError(f"compose up failed:\n{up.stderr}\n{logs.stdout}\n{logs.stderr}")
+    stack.up(wait=180)
     out = stack("ps", "--format", "json").stdout.strip()
     # One JSON object per line (Compose >= 2.21) or one array (older releases).
     ps = json.loads(out) if out.startswith("[") else [json.loads(l) for l in out.splitlines()]

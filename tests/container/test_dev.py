@@ -3,10 +3,9 @@ runserver_plus (web) and the CDN emulation (cdn), chosen by ENV_NAME=dev."""
 import os
 import re
 import shutil
-import subprocess
 import time
 
-from conftest import COMPOSE, DEV_IMAGE, PREFIX, ROOT, answers, docker, http_get, wait_until
+from conftest import Compose, DEV_IMAGE, PREFIX, ROOT, answers, docker, http_get, wait_until
 
 
 def test_dev_image_runs_the_dev_procfile(containers, network):
@@ -58,23 +57,9 @@ def test_dev_compose_runs_as_the_developers_uid(tmp_path):
     project = f"{PREFIX}-dev-compose"
     env = {"PATH": os.environ["PATH"], "DEV_IMAGE": DEV_IMAGE, "DEV_UID": str(uid), "DEV_GID": str(uid),
            "DEV_WEB_PORT": "127.0.0.1:", "DEV_CDN_PORT": "127.0.0.1:"}
-    for key in ("DOCKER_HOST", "HOME"):
-        if key in os.environ:
-            env[key] = os.environ[key]
-
-    def compose(*args, timeout=120, check=True):
-        cmd = [COMPOSE, "-p", project, "-f", "docker/django/dev/docker-compose.yml", *args]
-        result = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
-        if check and result.returncode != 0:
-            raise AssertionError(f"{cmd} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
-        return result
-
+    compose = Compose(project, ["docker/django/dev/docker-compose.yml"], tree, env)
     try:
-        up = compose("up", "--detach", "--no-build", "--pull", "never", "--wait", "--wait-timeout", "120",
-                     timeout=180, check=False)
-        if up.returncode != 0:
-            logs = compose("logs", "--no-color", check=False)
-            raise AssertionError(f"compose up failed:\n{up.stderr}\n{logs.stdout}\n{logs.stderr}")
+        compose.up()
         web = compose("port", "django", "8080").stdout.strip().rpartition(":")[2]
         cdn = compose("port", "django", "8010").stdout.strip().rpartition(":")[2]
         status, _, body = http_get(f"http://127.0.0.1:{web}/")
@@ -86,4 +71,4 @@ def test_dev_compose_runs_as_the_developers_uid(tmp_path):
         status = compose("exec", "-T", "django", "cat", "/proc/1/status").stdout
         assert re.search(rf"^Uid:\s+{uid}\s", status, re.M), status
     finally:
-        compose("down", "--volumes", "--remove-orphans", "--timeout", "5", check=False)
+        compose.down()

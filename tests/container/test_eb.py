@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import COMPOSE, DOCKER, NGINX_IMAGE, PREFIX, PROD_IMAGE, ROOT, http_get, prod_env, wait_until
+from conftest import Compose, DOCKER, NGINX_IMAGE, PREFIX, PROD_IMAGE, ROOT, http_get, prod_env, wait_until
 
 # What the EB platform has that this machine has not: the bundle's ports and host paths moved
 # to the test's own, and health checks every 2 s instead of 30 s (Engine 20.10 has no start
@@ -87,23 +87,9 @@ def test_bundle_compose_serves_and_writes_the_healthd_log(bundle, tmp_path):
     project = f"{PREFIX}-eb"
     env = {"PATH": os.environ["PATH"], "EB_LOG_BASE_DIR": str(tmp_path / "eb-logs"),
            "HEALTHD_DIR": str(healthd)}
-    for key in ("DOCKER_HOST", "HOME"):
-        if key in os.environ:
-            env[key] = os.environ[key]
-
-    def compose(*args, timeout=120, check=True):
-        cmd = [COMPOSE, "-p", project, "-f", "docker-compose.yml", "-f", "override.yml", *args]
-        result = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
-        if check and result.returncode != 0:
-            raise AssertionError(f"{cmd} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
-        return result
-
+    compose = Compose(project, ["docker-compose.yml", "override.yml"], root, env)
     try:
-        up = compose("up", "--detach", "--no-build", "--pull", "never", "--wait", "--wait-timeout", "120",
-                     timeout=180, check=False)
-        if up.returncode != 0:
-            logs = compose("logs", "--no-color", check=False)
-            raise AssertionError(f"compose up failed:\n{up.stderr}\n{logs.stdout}\n{logs.stderr}")
+        compose.up()
         port = compose("port", "nginx", "80").stdout.strip().rpartition(":")[2]
         status, _, body = http_get(f"http://127.0.0.1:{port}/", headers={"Host": "localhost"})
         assert status == 200 and b"procrun reference app" in body, body
@@ -118,4 +104,4 @@ def test_bundle_compose_serves_and_writes_the_healthd_log(bundle, tmp_path):
         django_logs = compose("logs", "--no-color", "django").stdout
         assert "release.1" not in django_logs and "web.1 started" in django_logs, django_logs
     finally:
-        compose("down", "--volumes", "--remove-orphans", "--timeout", "5", check=False)
+        compose.down()

@@ -130,9 +130,9 @@ def test_stop_during_slow_request_completes_it(containers, network):
         outcome["done"] = time.monotonic()
 
     thread = threading.Thread(target=request, daemon=True)
+    began = time.monotonic()  # the request's sleep starts after this
     thread.start()
     container.wait_for_log(r"slow request: sleeping", 15)
-    began = time.monotonic()
     stop_start = time.monotonic()
     docker("stop", "-t", str(GRACE), container.name, timeout=GRACE + 30)
     stop_took = time.monotonic() - stop_start

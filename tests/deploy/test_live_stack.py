@@ -343,6 +343,10 @@ def test_nginx_healthd_log_only_on_eb(nginx_in_front_of_echo, healthd):
                    "a healthd line for /")
     else:
         assert not healthd_dir.exists()
+    # nginx logs a request (and any failure to) after answering it: once a second request is
+    # logged, the first one's log phase is over.
+    assert http_get(f"{base}/?second")[0] == 200
+    nginx.wait_for_line(r'"GET /\?second HTTP/1\.1" 200 ', 10)
     assert "Permission denied" not in nginx.output() and "[crit]" not in nginx.output(), nginx.output()
 
 

@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 
 /// A directory with a Procfile whose processes leave `started` behind if they ever run.
 fn dir(procfile: &str) -> Dir {
-    let d = Dir::new("inputs");
-    d.write("Procfile", procfile);
-    d
+    Dir::with_procfile("inputs", procfile)
 }
 
 fn run(d: &Dir, args: &[&str]) -> (i32, String, String) {
@@ -338,15 +336,11 @@ fn threads(pid: i32) -> Vec<String> {
 
 /// Waits until procrun is blocked reading a FIFO: its reading thread exists.
 fn wait_for_reader(r: &Running) {
-    let end = Instant::now() + T;
-    while !threads(r.pid).iter().any(|t| t == "read-input") {
-        assert!(
-            Instant::now() < end,
-            "no reading thread: {:?}",
-            threads(r.pid)
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    assert!(
+        wait_until(T, || threads(r.pid).iter().any(|t| t == "read-input")),
+        "no reading thread: {:?}",
+        threads(r.pid)
+    );
 }
 
 #[test]

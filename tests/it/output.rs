@@ -475,8 +475,7 @@ fn ten_thousand_processes_to_a_file_lose_nothing() {
 }
 
 /// A line exactly 64 KiB long whose newline arrives in a later read (the piece size) is one
-/// line, not a line and an empty one; the same for a partial line printed after a quiet
-/// second whose newline comes later.
+/// line, not a line and an empty one.
 #[test]
 fn a_line_of_exactly_64_kib_is_not_followed_by_an_empty_line() {
     let d = Dir::with_procfile(

@@ -384,14 +384,10 @@ fn probe_with(dns: &SilentDns, args: &[&str]) -> Running {
 
 /// Waits until the silent resolver has been asked (the lookup is under way and hangs).
 fn wait_query(dns: &SilentDns) {
-    let end = Instant::now() + Duration::from_secs(20);
-    while dns.queries() == 0 {
-        assert!(
-            Instant::now() < end,
-            "no DNS query reached the silent resolver"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    assert!(
+        wait_until(Duration::from_secs(20), || dns.queries() > 0),
+        "no DNS query reached the silent resolver"
+    );
 }
 
 #[test]

@@ -157,13 +157,7 @@ fn a_worker_that_crashes_three_times_then_stays_up_is_restarted() {
     assert!(at(&out, "attempt 1") < at(&out, "restarting in 0.05s"));
     assert!(!out.contains("web.1 stopped"), "the run goes on: {out}");
     // The status endpoint counts the restarts.
-    let err = r.err();
-    let addr = err
-        .split("status endpoint on http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no endpoint line: {err}"))
-        .to_string();
+    let addr = endpoint(&r).to_string();
     let (code, table, _) = procrun(d.path(), &["status", "--addr", &addr]).run();
     assert_eq!(code, 0, "{table}");
     let worker: Vec<&str> = table
@@ -289,8 +283,17 @@ fn a_stop_signal_per_type_stops_an_nginx_like_process_gracefully() {
     );
 }
 
-/// A server that starts listening on `$PORT` once the file `go` exists.
-const LISTEN_ON_GO: &str = r#"import os, socket, time
+/// A server that starts listening on `$PORT` once the file `go` exists; on SIGTERM it says
+/// whether the process whose pid is in `web.pid` was gone by then.
+const LISTEN_ON_GO: &str = r#"import os, signal, socket, time
+def term(*_):
+    try:
+        os.kill(int(open("web.pid").read()), 0)
+        print("web was still there at db's TERM", flush=True)
+    except ProcessLookupError:
+        print("web was gone at db's TERM", flush=True)
+    os._exit(0)
+signal.signal(signal.SIGTERM, term)
 while not os.path.exists("go"):
     time.sleep(0.02)
 s = socket.socket()
@@ -306,7 +309,7 @@ while True:
 #[test]
 fn after_waits_for_a_tcp_ready_dependency_and_stops_in_reverse() {
     let d = dir(&format!(
-        "db: exec {} db.py\nweb: trap 'echo web got TERM; sleep 0.3; exit 0' TERM; echo web ready; while :; do sleep 0.1; done\n",
+        "db: exec {} db.py\nweb: echo $$ > web.pid; trap 'echo web got TERM; sleep 0.3; exit 0' TERM; echo web ready; while :; do sleep 0.1; done\n",
         python()
     ));
     d.write("db.py", LISTEN_ON_GO);
@@ -341,27 +344,12 @@ fn after_waits_for_a_tcp_ready_dependency_and_stops_in_reverse() {
         at(&out, "| web got TERM") < at(&out, "sending SIGTERM to db.1"),
         "{out}"
     );
-}
-
-/// A free TCP port on 127.0.0.1 (and the next 100 ports are not asked about).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    assert!(out.contains("| web was gone at db's TERM"), "{out}");
 }
 
 /// `GET /health` on `addr`: the status code.
-fn health(addr: &str) -> Option<u16> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        .ok()?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).ok()?;
-    answer.split_whitespace().nth(1)?.parse().ok()
+fn health(addr: std::net::SocketAddr) -> Option<u16> {
+    get(addr, "/health").ok().map(|(code, _)| code)
 }
 
 #[test]
@@ -373,19 +361,12 @@ fn drain_turns_health_503_at_once_and_signals_the_processes_later() {
     )
     .spawn();
     r.wait_for("web ready", T);
-    r.wait_for_err("status endpoint on http://", T);
-    let err = r.err();
-    let addr = err
-        .split("status endpoint on http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .to_string();
-    assert!(wait_until(T, || health(&addr) == Some(200)));
+    let addr = endpoint(&r);
+    assert!(wait_until(T, || health(addr) == Some(200)));
     let sent = Instant::now();
     r.signal(Signal::SIGTERM);
     r.wait_for("draining: /health answers 503; stopping in 2s", T);
-    assert_eq!(health(&addr), Some(503));
+    assert_eq!(health(addr), Some(503));
     // The process keeps serving during the drain.
     assert!(!r.out().contains("sending SIGTERM"), "{}", r.out());
     r.wait_for("sending SIGTERM to web.1", T);

@@ -27,37 +27,6 @@ print("listening", flush=True)
 server.serve_forever()
 "#;
 
-/// A port nobody listens on (bound, then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `GET path` with `Connection: close`: status and body (hard timeouts).
-fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let code = text
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad response {text:?}")))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((code, body))
-}
-
 /// Polls `GET path` until `pred` holds (or panics after `timeout`).
 fn wait_get(
     addr: SocketAddr,
@@ -76,20 +45,6 @@ fn wait_get(
         }
         assert!(Instant::now() < end, "timed out on {path}; last: {last:?}");
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The endpoint address procrun logs on stderr (it was asked for port 0).
-fn endpoint(r: &Running) -> SocketAddr {
-    let end = Instant::now() + Duration::from_secs(20);
-    loop {
-        let err = r.err();
-        if let Some(rest) = err.split("status endpoint on http://").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap();
-            return addr.parse().unwrap();
-        }
-        assert!(Instant::now() < end, "no endpoint line; stderr:\n{err}");
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -424,14 +379,12 @@ fn a_health_check_gets_through_when_idle_clients_hold_every_connection() {
     // 100 more than the limit: the oldest are closed to make room, the newest stay open.
     let n = MAX_CONNECTIONS + 100;
     let idle = open_idle(addr, n, 4);
-    let end = Instant::now() + Duration::from_secs(20);
-    while !idle[..n - MAX_CONNECTIONS].iter().all(closed_by_peer) {
-        assert!(
-            Instant::now() < end,
-            "the oldest connections were not closed"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(
+        wait_until(Duration::from_secs(20), || idle[..n - MAX_CONNECTIONS]
+            .iter()
+            .all(closed_by_peer)),
+        "the oldest connections were not closed"
+    );
     let still_open = idle[n - MAX_CONNECTIONS..]
         .iter()
         .filter(|s| !closed_by_peer(s))

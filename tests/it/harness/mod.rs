@@ -1057,3 +1057,50 @@ pub fn sort_racy_runs(text: &str) -> Vec<String> {
     }
     lines
 }
+
+// Status endpoint clients.
+
+/// A port nobody listens on (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` with `Connection: close`: status and body (hard timeouts).
+pub fn get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let code = text
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad response {text:?}")))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+/// The endpoint address procrun logs on stderr (it was asked for port 0).
+pub fn endpoint(r: &Running) -> std::net::SocketAddr {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let err = r.err();
+        if let Some(rest) = err.split("status endpoint on http://").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap();
+            return addr.parse().unwrap();
+        }
+        assert!(Instant::now() < end, "no endpoint line; stderr:\n{err}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
