@@ -236,12 +236,11 @@ pub(crate) fn warn(message: &str) {
     let _ = writeln!(std::io::stderr().lock(), "procrun: {message}");
 }
 
-/// The shell convention for a wait status: the exit code, or 128+N for a death by signal N.
-pub(crate) fn status_code(status: &nix::sys::wait::WaitStatus) -> Option<i32> {
-    use nix::sys::wait::WaitStatus;
-    match status {
-        WaitStatus::Exited(_, code) => Some(*code),
-        WaitStatus::Signaled(_, sig, _) => Some(128 + *sig as i32),
-        _ => None,
+/// An io::Error as a short reason, without the "(os error N)" suffix.
+pub(crate) fn reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
     }
 }

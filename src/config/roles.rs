@@ -278,11 +278,7 @@ fn names(
         names: Vec::new(),
         all: false,
     };
-    for item in list.iter().flat_map(|i| i.split(',')) {
-        let name = item.trim();
-        if name.is_empty() {
-            continue;
-        }
+    for name in items(list) {
         if allow_all && name == ALL {
             out.all = true;
             continue;
@@ -298,14 +294,19 @@ fn names(
     Ok(out)
 }
 
+/// The items of a list option, in order: each value split on `,`, trimmed, empty ones skipped
+/// (clap splits values on `,` too; a value from elsewhere may still hold commas).
+fn items(list: &[String]) -> impl Iterator<Item = &str> {
+    list.iter()
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+}
+
 /// `NAME=DEP[+DEP...]` items → (name, deps), repeated names merged, in first-seen order.
 fn parse_after(items: &[String], known: &Known) -> Result<Vec<(String, Vec<String>)>, RoleError> {
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
-    for item in items.iter().flat_map(|i| i.split(',')) {
-        let item = item.trim();
-        if item.is_empty() {
-            continue;
-        }
+    for item in self::items(items) {
         let bad = || RoleError {
             option: "--after",
             message: format!("`{item}` is not NAME=DEP[+DEP...]"),
@@ -394,11 +395,7 @@ pub(crate) fn parse_signal(text: &str) -> Option<i32> {
 /// `NAME=SIGNAL` items → (name, signal number); the last one of a name wins.
 fn parse_stop_signals(items: &[String], known: &Known) -> Result<Vec<(String, i32)>, RoleError> {
     let mut out: Vec<(String, i32)> = Vec::new();
-    for item in items.iter().flat_map(|i| i.split(',')) {
-        let item = item.trim();
-        if item.is_empty() {
-            continue;
-        }
+    for item in self::items(items) {
         let bad = |why: &str| RoleError {
             option: "--stop-signal",
             message: format!("`{item}` {why}"),

@@ -1,6 +1,7 @@
 //! `HOST:PORT` addresses: the one parser behind `--status-addr`, `status --addr` and the probe
 //! targets, and host-name resolution off the event loop (callers bound the wait).
 
+use crate::error::reason;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -149,15 +150,6 @@ fn start_lookup(host: String) -> watch::Receiver<Lookup> {
         let _ = tx.send(Some(result));
     });
     rx
-}
-
-/// An io::Error as a short reason, without the "(os error N)" suffix.
-pub(crate) fn reason(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    match text.find(" (os error") {
-        Some(i) => text[..i].to_string(),
-        None => text,
-    }
 }
 
 #[cfg(test)]

@@ -132,7 +132,7 @@ async fn check_inner(target: &Target, expect: &Expect) -> Result<(), String> {
         Target::Unix { path, http_path } => {
             let stream = tokio::net::UnixStream::connect(path)
                 .await
-                .map_err(|e| format!("connect: {}", addr::reason(&e)))?;
+                .map_err(|e| format!("connect: {}", crate::error::reason(&e)))?;
             match http_path {
                 None => return Ok(()),
                 Some(p) => http::get(stream, "localhost", p, need_body, BODY_LIMIT).await?,

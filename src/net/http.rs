@@ -73,7 +73,7 @@ pub(crate) async fn get<S: AsyncRead + AsyncWrite + Unpin>(
     stream
         .write_all(request.as_bytes())
         .await
-        .map_err(|e| format!("send: {}", super::addr::reason(&e)))?;
+        .map_err(|e| format!("send: {}", crate::error::reason(&e)))?;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = [0u8; 8192];
     let mut head: Option<ResponseHead> = None;
@@ -98,7 +98,7 @@ pub(crate) async fn get<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(n) => n,
             // A reset after the head: judge what arrived.
             Err(_) if head.is_some() => 0,
-            Err(e) => return Err(format!("receive: {}", super::addr::reason(&e))),
+            Err(e) => return Err(format!("receive: {}", crate::error::reason(&e))),
         };
         if n == 0 {
             if head.is_none() {

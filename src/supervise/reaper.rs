@@ -91,6 +91,16 @@ pub(crate) fn signal_group(leader: Pid, sig: Signal) {
     }
 }
 
+/// How a reaped process ended (`None` for a wait status that is not an end).
+pub(crate) fn exit_status(status: &WaitStatus) -> Option<super::machine::Status> {
+    use super::machine::Status;
+    match *status {
+        WaitStatus::Exited(_, code) => Some(Status::Code(code)),
+        WaitStatus::Signaled(_, sig, _) => Some(Status::Signal(sig as i32)),
+        _ => None,
+    }
+}
+
 /// The stop signal a process group got, and when.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct GroupSignal {

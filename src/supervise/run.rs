@@ -99,7 +99,7 @@ async fn run_async(
     loop {
         let children = reaper::reap(|pid, status| {
             if pid == child.pid {
-                code = crate::error::status_code(&status);
+                code = reaper::exit_status(&status).map(super::machine::Status::code);
             }
         });
         if matches!(code, Some(126 | 127))
@@ -107,7 +107,7 @@ async fn run_async(
         {
             crate::warn(&format!(
                 "cannot exec {program}: {}",
-                crate::net::addr::reason(&e)
+                crate::error::reason(&e)
             ));
         }
         if code.is_some() {

@@ -29,7 +29,6 @@ use crate::net::addr::HostPort;
 use crate::net::check::{Expect, Target, check};
 use crate::output::printer::{Printer, Style};
 use nix::sys::signal::{SigSet, Signal};
-use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -393,7 +392,7 @@ impl Runner {
             Err(e) => {
                 return Event::SpawnFailed {
                     i,
-                    reason: crate::net::addr::reason(&e),
+                    reason: crate::error::reason(&e),
                 };
             }
         };
@@ -521,10 +520,8 @@ impl Runner {
         let mut exits = Vec::new();
         let children = reaper::reap(|pid, status| exits.push((pid, status)));
         for (pid, status) in exits {
-            let status = match status {
-                WaitStatus::Exited(_, code) => Status::Code(code),
-                WaitStatus::Signaled(_, sig, _) => Status::Signal(sig as i32),
-                _ => continue,
+            let Some(status) = reaper::exit_status(&status) else {
+                continue;
             };
             if matches!(status, Status::Code(126 | 127)) {
                 self.report_exec_errors();
@@ -551,7 +548,7 @@ impl Runner {
                     "{}: cannot exec {}: {}",
                     self.plan.instances[i].name,
                     spawn::SHELL,
-                    crate::net::addr::reason(&e)
+                    crate::error::reason(&e)
                 ));
             }
         }
