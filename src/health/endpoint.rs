@@ -146,21 +146,16 @@ impl Open {
 
     /// Closes the oldest connections until at most `keep` are open; says whether it did.
     fn make_room(&self, keep: usize) -> bool {
-        let mut evicted = false;
-        loop {
-            let oldest = {
-                let mut tasks = self.tasks.borrow_mut();
-                if tasks.len() <= keep {
-                    break;
-                }
-                tasks.pop_front()
-            };
-            if let Some((_, task)) = oldest {
-                task.abort();
-                evicted = true;
-            }
+        let oldest: Vec<_> = {
+            let mut tasks = self.tasks.borrow_mut();
+            let excess = tasks.len().saturating_sub(keep);
+            tasks.drain(..excess).collect()
+        };
+        // Aborted outside the borrow: a task may look at the list as it ends.
+        for (_, task) in &oldest {
+            task.abort();
         }
-        evicted
+        !oldest.is_empty()
     }
 
     #[cfg(test)]
