@@ -53,14 +53,28 @@ async fn round(opts: &Rc<Options>, indexes: &[usize]) -> Vec<(usize, Result<(), 
             )
         });
     }
-    let mut results = Vec::with_capacity(indexes.len());
+    let mut done = Vec::with_capacity(indexes.len());
     while let Some(r) = set.join_next().await {
         if let Ok(r) = r {
-            results.push(r);
+            done.push(r);
         }
     }
-    results.sort_by_key(|(i, _)| *i);
-    results
+    settle(indexes, done)
+}
+
+/// The results of a round in target order; a target whose check never reported (its task
+/// failed) counts as failed, never as passed.
+fn settle(
+    indexes: &[usize],
+    mut done: Vec<(usize, Result<(), String>)>,
+) -> Vec<(usize, Result<(), String>)> {
+    for &i in indexes {
+        if !done.iter().any(|(j, _)| *j == i) {
+            done.push((i, Err("the check did not complete".into())));
+        }
+    }
+    done.sort_by_key(|(i, _)| *i);
+    done
 }
 
 fn log(message: &str) {
@@ -150,5 +164,23 @@ async fn watch(opts: &Rc<Options>, signals: &mut Option<Signals>) -> i32 {
             _ = stop_signal(signals) => return 0,
             _ = tokio::time::sleep_until(started + interval) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_check_that_never_reported_is_a_failure() {
+        let got = settle(&[0, 2, 5], vec![(5, Ok(())), (0, Err("refused".into()))]);
+        assert_eq!(
+            got,
+            vec![
+                (0, Err("refused".to_string())),
+                (2, Err("the check did not complete".to_string())),
+                (5, Ok(())),
+            ]
+        );
     }
 }
